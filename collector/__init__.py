@@ -1,0 +1,1 @@
+"""The collector: MQTT → validate + dedup → time-series store (and later, rules and alerts)."""

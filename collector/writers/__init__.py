@@ -1,0 +1,1 @@
+"""Time-series writers, chosen by name from ``WRITERS`` and imported lazily."""

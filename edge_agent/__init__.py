@@ -1,0 +1,1 @@
+"""The edge agent: radios → decoders → aggregator → durable outbox → MQTT."""

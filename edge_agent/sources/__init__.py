@@ -1,0 +1,1 @@
+"""Radio sources: each owns one radio and turns what it hears into ``RawFrame`` values."""

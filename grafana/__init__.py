@@ -1,0 +1,1 @@
+"""Grafana provisioning: datasource and dashboards as code for the command center."""

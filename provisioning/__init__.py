@@ -1,0 +1,1 @@
+"""Provisioning of gateways: configuration files and broker accounts for installers."""
