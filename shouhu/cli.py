@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "demo": "shouhu.demo:demo",
     "profiles": "shouhu.profiles_cli:profiles",
     "provision": "provisioning.cli:provision",
+    "registry": "collector.registry.cli:registry",
+    "alerts": "collector.alerts.cli:alerts",
+    "wearer": "collector.registry.cli:wearer",
+    "grafana": "grafana.cli:grafana",
 }
 
 
