@@ -13,7 +13,7 @@ from typing import Any, Required, TypedDict
 
 import requests
 
-from collector.points import records_to_lines
+from collector.points import Point, records_to_lines, to_line_protocol
 from collector.writers.base import error_for_status, option
 from shouhu.exceptions import StorageError, StorageUnavailable
 from shouhu.model import Record
@@ -87,15 +87,28 @@ class InfluxV1Writer:
     def write(self, gw: str, records: Sequence[Record]) -> None:
         if not records:
             return
+        try:
+            lines = records_to_lines(gw, records)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
+        self._write_lines(lines)
+
+    def write_points(self, points: Sequence[Point]) -> None:
+        """Store points built elsewhere (``collector.derived``); same guarantees as ``write``."""
+        if not points:
+            return
+        try:
+            lines = [to_line_protocol(p) for p in points]
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"cannot write points: {exc}") from exc
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
         if self._create_database:
             self._ensure_database()
         params = {"db": self.database, "precision": "ns"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
-        try:
-            lines = records_to_lines(gw, records)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
         for start in range(0, len(lines), self.max_lines):
             body = "\n".join(lines[start : start + self.max_lines]).encode()
             resp = self._post("/write", params=params, body=body)
