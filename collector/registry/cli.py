@@ -562,7 +562,7 @@ def info(db: str) -> None:
 
 @click.group()
 def wearer() -> None:
-    """Day-to-day actions on a wearer: report missing, found (and later: trail)."""
+    """Day-to-day actions on a wearer: report missing, found, show the trail."""
 
 
 @wearer.command("mark-missing")
@@ -585,4 +585,69 @@ def mark_found(wearer_id: str, db: str) -> None:
     click.echo(f"wearer {w.id} marked found")
 
 
-# `shouhu wearer trail WEARER` (the lead adds it): register it here with @wearer.command("trail").
+@wearer.command("trail")
+@click.argument("wearer_id", metavar="WEARER")
+@click.option(
+    "--since", default="2h", show_default=True, help="How far back: 2h, 90m, 1d or an ISO time."
+)
+@click.option(
+    "--geojson", "as_geojson", is_flag=True, help="GeoJSON FeatureCollection instead of a table."
+)
+@click.option(
+    "--store",
+    "store_path",
+    envvar="SHOUHU_STORE",
+    default=None,
+    help="SQLite records store (writer path).",
+)
+@click.option(
+    "--influx-url", envvar="SHOUHU_INFLUX_URL", default=None, help="InfluxDB URL (InfluxQL /query)."
+)
+@click.option("--database", envvar="SHOUHU_INFLUX_DB", default=None, help="InfluxDB database.")
+@click.option("--username", envvar="SHOUHU_INFLUX_USER", default=None)
+@click.option("--password", envvar="SHOUHU_INFLUX_PASSWORD", default=None)
+@click.option("--tz", default="UTC", show_default=True, help="Time zone of the table's times.")
+@db_option
+def trail(
+    wearer_id: str,
+    since: str,
+    as_geojson: bool,
+    store_path: str | None,
+    influx_url: str | None,
+    database: str | None,
+    username: str | None,
+    password: str | None,
+    tz: str,
+    db: str,
+) -> None:
+    """The wearer's footprints: where their amulet was heard, with the gateways' places."""
+    import time
+
+    from collector import trail as tr
+
+    if (store_path is None) == (influx_url is None):
+        raise click.UsageError("give either --store PATH or --influx-url URL --database NAME")
+    if influx_url is not None and not database:
+        raise click.UsageError("--influx-url needs --database")
+    with open_store(db) as store:
+        w = store.wearer(wearer_id)
+        if w is None:
+            raise StorageError(
+                f"no wearer {wearer_id!r}", hint="see `shouhu registry list wearers`"
+            )
+        gateways = {g.id: g for g in store.gateways()}
+    since_ms = tr.parse_since(since, int(time.time() * 1000))
+    if store_path is not None:
+        rows = tr.sightings_from_sqlite(store_path, w.device, since_ms)
+    else:
+        assert influx_url is not None and database is not None
+        rows = tr.sightings_from_influx(
+            influx_url, database, w.device, since_ms, username=username, password=password
+        )
+    steps = tr.footprints(rows, gateways)
+    if as_geojson:
+        click.echo(json.dumps(tr.trail_geojson(steps, w.id), indent=2))
+    elif not steps:
+        click.echo(f"no sightings of wearer {w.id} since {since}")
+    else:
+        click.echo(tr.trail_table(steps, tz))

@@ -26,6 +26,7 @@ WRITERS: Final[Mapping[str, str]] = {
 
 def make_writer(kind: str, options: Mapping[str, Any]) -> Writer:
     """Build the writer named ``kind`` (a key of ``WRITERS``) from its options."""
+    kind = kind.replace("-", "_")  # "influx-v1" in YAML names the "influx_v1" writer
     try:
         target = WRITERS[kind]
     except KeyError:
