@@ -1,0 +1,241 @@
+"""Collector configuration: one YAML file, checked up front, every error naming its field.
+
+The file is an outside shape (``CollectorConfigDoc``); inside the process it becomes frozen
+dataclasses. See docs/collector.md and examples/collector.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypedDict
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from shouhu.exceptions import ConfigError
+
+WRITER_KINDS: Final = ("sqlite", "influx-v2", "influx-v1")
+PROTOCOLS: Final = ("3.1.1", "5")
+DEFAULT_CLIENT_ID: Final = "shouhu-collector"
+
+
+class CollectorConfigDoc(TypedDict, total=False):
+    """The YAML document as written by an operator."""
+
+    broker: dict[str, Any]
+    writer: dict[str, Any]
+    state: dict[str, Any]
+    retry_max_s: float
+    status_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """Where and how to subscribe. ``tls`` follows from an ``mqtts://`` URL or a ``ca_file``."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    # Fixed id: the persistent session (and its un-acked messages) belongs to this id.
+    client_id: str = DEFAULT_CLIENT_ID
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    shared_group: str | None = None  # MQTT 5 only: share the up stream among collectors
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our session
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterConfig:
+    """Which time-series writer (a name in ``collector.writers.WRITERS``) and its options."""
+
+    kind: str = "sqlite"
+    options: Mapping[str, Any] = field(default_factory=lambda: {"path": "shouhu-records.db"})
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Everything ``Collector`` needs. ``state_path`` holds dedup, dead letters, gateway status."""
+
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    state_path: str = "shouhu-collector-state.db"
+    retry_max_s: float = 10.0  # cap of the back-off while the database is unavailable
+    status_interval_s: float = 10.0  # `collector run` prints a status line this often
+
+
+def parse_broker_url(
+    url: str, *, field_name: str = "broker.url", source: str | None = None
+) -> tuple[str, int, bool, str | None, str | None]:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` → (host, port, tls, user, password)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"not a URL: {url!r}", field=field_name, source=source) from exc
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+        raise ConfigError(
+            f"expected mqtt://host:port or mqtts://host:port, got {url!r}",
+            field=field_name,
+            source=source,
+        )
+    tls = parts.scheme in ("mqtts", "ssl")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
+
+
+def _mapping(doc: Mapping[str, Any], key: str, source: str | None) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("must be a mapping", field=key, source=source)
+    return value
+
+
+def _opt_str(section: Mapping[str, Any], key: str, where: str, source: str | None) -> str | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError("must be a non-empty string", field=f"{where}.{key}", source=source)
+    return value
+
+
+def _number(
+    section: Mapping[str, Any], key: str, default: float, where: str, source: str | None
+) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        name = f"{where}.{key}" if where else key
+        raise ConfigError(f"must be a positive number, got {value!r}", field=name, source=source)
+    return float(value)
+
+
+def _parse_broker(section: Mapping[str, Any], source: str | None) -> BrokerConfig:
+    known = {
+        "url",
+        "username",
+        "password",
+        "ca_file",
+        "client_id",
+        "protocol",
+        "shared_group",
+        "keepalive_s",
+        "session_expiry_s",
+    }
+    for key in section:
+        if key not in known:
+            raise ConfigError("unknown option", field=f"broker.{key}", source=source)
+    url = section.get("url", "mqtt://127.0.0.1:1883")
+    if not isinstance(url, str):
+        raise ConfigError("must be a string", field="broker.url", source=source)
+    host, port, tls, user, password = parse_broker_url(url, source=source)
+    user = _opt_str(section, "username", "broker", source) or user
+    password = _opt_str(section, "password", "broker", source) or password
+    ca_file = _opt_str(section, "ca_file", "broker", source)
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise ConfigError(f"no such file {ca_file!r}", field="broker.ca_file", source=source)
+    client_id = _opt_str(section, "client_id", "broker", source) or DEFAULT_CLIENT_ID
+    protocol = str(section.get("protocol", "3.1.1"))
+    if protocol == "5.0":
+        protocol = "5"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"must be 3.1.1 or 5, got {section.get('protocol')!r}",
+            field="broker.protocol",
+            source=source,
+        )
+    group = _opt_str(section, "shared_group", "broker", source)
+    if group is not None:
+        if protocol != "5":
+            raise ConfigError(
+                "shared subscriptions need MQTT 5",
+                field="broker.shared_group",
+                source=source,
+                hint="set broker.protocol: 5",
+            )
+        if any(c in group for c in "/+#"):
+            raise ConfigError(
+                "must not contain '/', '+' or '#'", field="broker.shared_group", source=source
+            )
+    return BrokerConfig(
+        host=host,
+        port=port,
+        tls=tls or ca_file is not None,
+        username=user,
+        password=password,
+        ca_file=ca_file,
+        client_id=client_id,
+        protocol=protocol,  # type: ignore[arg-type]
+        shared_group=group,
+        keepalive_s=int(_number(section, "keepalive_s", 30, "broker", source)),
+        session_expiry_s=int(_number(section, "session_expiry_s", 7 * 24 * 3600, "broker", source)),
+    )
+
+
+def _parse_writer(section: Mapping[str, Any], source: str | None) -> WriterConfig:
+    kind = section.get("kind", "sqlite")
+    if isinstance(kind, str):
+        kind = kind.replace("_", "-")  # influx_v2 and influx-v2 both name the same writer
+    if kind not in WRITER_KINDS:
+        raise ConfigError(
+            f"unknown writer {kind!r}", field="writer.kind", source=source,
+            hint=f"one of {', '.join(WRITER_KINDS)}",
+        )  # fmt: skip
+    options = {k: v for k, v in section.items() if k != "kind"}
+    nested = options.pop("options", None)
+    if nested is not None:
+        if not isinstance(nested, Mapping):
+            raise ConfigError("must be a mapping", field="writer.options", source=source)
+        options.update(nested)
+    if kind == "sqlite" and not isinstance(options.get("path", ""), str):
+        raise ConfigError("must be a file path", field="writer.path", source=source)
+    if kind == "sqlite":
+        options.setdefault("path", "shouhu-records.db")
+    return WriterConfig(kind=kind, options=options)
+
+
+def parse_config(doc: Any, source: str | None = None) -> CollectorConfig:
+    """Check a parsed YAML document and build the config, or raise ConfigError naming the field."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError("the collector configuration must be a mapping", source=source)
+    for key in doc:
+        if key not in CollectorConfigDoc.__annotations__:
+            raise ConfigError("unknown section", field=str(key), source=source)
+    state = _mapping(doc, "state", source)
+    state_path = state.get("path", "shouhu-collector-state.db")
+    if not isinstance(state_path, str) or not state_path:
+        raise ConfigError("must be a file path", field="state.path", source=source)
+    return CollectorConfig(
+        broker=_parse_broker(_mapping(doc, "broker", source), source),
+        writer=_parse_writer(_mapping(doc, "writer", source), source),
+        state_path=state_path,
+        retry_max_s=_number(doc, "retry_max_s", 10.0, "", source),
+        status_interval_s=_number(doc, "status_interval_s", 10.0, "", source),
+    )
+
+
+def load_config(path: str | Path) -> CollectorConfig:
+    """Read and check a YAML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(p)) from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
+    return parse_config(doc, str(p))

@@ -1,0 +1,462 @@
+"""The collector's ingest: MQTT up batches → validate → dedup → writer, acknowledged last.
+
+Delivery guarantee (docs/collector.md): a QoS 1 message is acknowledged (PUBACK) only after
+its records are durably written and remembered by the dedup filter, or parked as dead letters.
+paho-mqtt runs with ``manual_ack=True`` on a persistent session (fixed client id), so anything
+un-acknowledged when the collector or its database dies is redelivered by the broker.
+
+Threads: paho's network thread only enqueues (``on_message``); one worker thread takes the
+messages in arrival order and acknowledges them in that same order, which is what MQTT asks of
+a QoS 1 receiver (PUBACKs in the order the PUBLISHes arrived). While the database is
+unavailable the worker retries the same message with capped exponential back-off; the messages
+behind it wait, un-acknowledged, and the broker stops sending once its in-flight window is full.
+That is the back-pressure: nothing is dropped and nothing is buffered without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector import deadletter as dl
+from collector.config import CollectorConfig
+from collector.dedup import DedupFilter, open_state_db
+from shouhu import wire
+from shouhu.exceptions import BrokerError, EnvelopeError, StorageError, StorageUnavailable
+from shouhu.model import Record
+
+if TYPE_CHECKING:
+    from collector.writers.base import Writer
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.1
+IDLE_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One MQTT message as paho handed it over, plus the connection it arrived on."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    connection: int  # acks go only to the connection that delivered the message
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStats:
+    """Counters since start (``in_flight`` and ``holding`` are current values)."""
+
+    connected: bool
+    received: int  # MQTT messages taken from the broker
+    records: int  # good records in received batches (duplicates included)
+    stored: int  # records newly written
+    duplicates: int  # records dropped by the dedup filter
+    dead_letters: int  # messages or records parked
+    db_unavailable: bool  # the writer (or state db) is down right now
+    outages: int  # how many times it went down
+    in_flight: int  # received but not yet acknowledged
+    holding: int  # messages held un-acked because the database is down (0 when up)
+    acked: int
+
+    def line(self) -> str:
+        """One status line for humans."""
+        db = f"DB DOWN holding {self.holding}" if self.db_unavailable else "db ok"
+        return (
+            f"{'connected' if self.connected else 'DISCONNECTED'} | {db} | "
+            f"received {self.received} stored {self.stored} dup {self.duplicates} "
+            f"dead {self.dead_letters} in-flight {self.in_flight}"
+        )
+
+
+class GatewayStatusBook:
+    """Last retained status per gateway, in the state db."""
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS gateway_status (
+        gw TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        agent TEXT,
+        profiles TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL
+    );
+    """
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        self._db = open_state_db(path)
+        try:
+            self._db.executescript(self.SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot create gateway_status in {path}: {exc}") from exc
+
+    def record(self, gw: str, status: dict[str, Any]) -> None:
+        ts = status.get("ts")
+        row = (
+            gw,
+            str(status.get("state")),
+            None if status.get("agent") is None else str(status.get("agent")),
+            json.dumps(status.get("profiles") or {}),
+            ts if isinstance(ts, int) and not isinstance(ts, bool) else 0,
+            int(time.time() * 1000),
+        )
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO gateway_status"
+                    " (gw, state, agent, profiles, ts, received_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"gateway status: {exc}") from exc
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT gw, state, agent, profiles, ts, received_ms FROM gateway_status"
+            ).fetchall()
+        return {
+            gw: {"state": s, "agent": a, "profiles": json.loads(p), "ts": ts, "received_ms": r}
+            for gw, s, a, p, ts, r in rows
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _make_writer(config: CollectorConfig) -> Writer:
+    from collector.writers import WRITERS, make_writer  # lazy: influx clients are heavy
+
+    kind = config.writer.kind  # config spells it influx-v2; the table may say influx_v2
+    if kind not in WRITERS and kind.replace("-", "_") in WRITERS:
+        kind = kind.replace("-", "_")
+    return make_writer(kind, config.writer.options)
+
+
+class Collector:
+    """Subscribe, store, acknowledge. ``start()`` returns at once; ``stop()`` drains and leaves.
+
+    ``writer`` may be given (tests, the demo); otherwise it is built from ``config.writer``.
+    """
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        *,
+        writer: Writer | None = None,
+        on_stored: Callable[[str, Sequence[Record]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.writer: Writer = writer if writer is not None else _make_writer(config)
+        self.dedup = DedupFilter(config.state_path)
+        self.dead_letters = dl.DeadLetters(config.state_path)
+        self.status_book = GatewayStatusBook(config.state_path)
+        self._on_stored = on_stored  # hook for the rule engine: called after a durable write
+        self._queue: queue.Queue[Inbound] = queue.Queue()
+        self._stop = threading.Event()  # finish what is queued, then leave
+        self._abort = threading.Event()  # leave now; un-acked messages stay with the broker
+        self._connected = threading.Event()
+        self._connection = 0
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("received", "records", "stored", "duplicates", "dead_letters", "outages", "acked"), 0
+        )
+        self._in_flight = 0
+        self._down_since: float | None = None
+        self._worker: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # --- MQTT ---------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        b = self.config.broker
+        v5 = b.protocol == "5"
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=b.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            # MQTT 3.1.1: a persistent session keeps our subscriptions and un-acked messages.
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if b.username:
+            client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker %s refused the connection: %s", self.config.broker.url, rc)
+            return
+        with self._lock:
+            self._connection += 1
+        b = self.config.broker
+        up = wire.shared_filter(b.shared_group) if b.shared_group else wire.UP_FILTER
+        client.subscribe([(up, 1), (wire.STATUS_FILTER, 1)])
+        self._connected.set()
+        log.info(
+            "connected to %s (session present: %s), subscribed to %s",
+            b.url,
+            getattr(flags, "session_present", "?"),
+            up,
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("lost the broker %s (%s); reconnecting", self.config.broker.url, rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # paho's network thread: enqueue only, never block on the database here.
+        with self._lock:
+            self._counts["received"] += 1
+            self._in_flight += 1
+            conn = self._connection
+        self._queue.put(Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.mid, conn))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (paho reconnects on its own) and start the worker."""
+        b = self.config.broker
+        props = None
+        kwargs: dict[str, Any] = {}
+        if b.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = b.session_expiry_s
+            kwargs["clean_start"] = False
+        try:
+            self._client.connect_async(b.host, b.port, b.keepalive_s, properties=props, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot connect to {b.url}: {exc}") from exc
+        self._client.loop_start()
+        self._worker = threading.Thread(target=self._work, name="collector-ingest", daemon=True)
+        self._worker.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every received message is acknowledged (or parked); True if it happened."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._in_flight == 0:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Process what is queued (bounded), then disconnect. Un-acked messages stay queued
+        at the broker for the next start."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(drain_timeout)
+            if self._worker.is_alive():
+                self._abort.set()
+                self._worker.join(max(self.config.retry_max_s, 1.0) + 1.0)
+            self._worker = None
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        for closeable in (self.writer, self.dedup, self.dead_letters, self.status_book):
+            try:
+                closeable.close()
+            except Exception as exc:  # closing anyway; one failure must not hide the rest
+                log.warning("closing %s: %s", type(closeable).__name__, exc)
+
+    # --- stats --------------------------------------------------------------------------
+
+    def stats(self) -> CollectorStats:
+        with self._lock:
+            c = dict(self._counts)
+            in_flight = self._in_flight
+            down = self._down_since is not None
+        return CollectorStats(
+            connected=self._connected.is_set(),
+            received=c["received"],
+            records=c["records"],
+            stored=c["stored"],
+            duplicates=c["duplicates"],
+            dead_letters=c["dead_letters"],
+            db_unavailable=down,
+            outages=c["outages"],
+            in_flight=in_flight,
+            holding=in_flight if down else 0,
+            acked=c["acked"],
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Stats plus how long the database has been down and the dead letters per reason."""
+        s = self.stats()
+        with self._lock:
+            since = self._down_since
+        out: dict[str, Any] = {k: getattr(s, k) for k in s.__dataclass_fields__}
+        out["db_down_for_s"] = round(time.monotonic() - since, 1) if since is not None else 0.0
+        out["dead_letter_reasons"] = self.dead_letters.session_counts()
+        return out
+
+    def gateway_status(self) -> dict[str, dict[str, Any]]:
+        return self.status_book.all()
+
+    # --- the worker ---------------------------------------------------------------------
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                self._counts[k] += v
+
+    def _work(self) -> None:
+        while not self._abort.is_set():
+            try:
+                item = self._queue.get(timeout=IDLE_POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if self._handle_until_done(item):
+                self._ack(item)
+            else:
+                return  # aborted while the database was down: leave it un-acked
+
+    def _handle_until_done(self, item: Inbound) -> bool:
+        """Process one message, retrying while storage is unavailable. False if aborted."""
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                self._handle(item)
+            except StorageUnavailable as exc:
+                self._storage_down(exc)
+                if self._abort.wait(delay):
+                    return False
+                delay = min(delay * 2, self.config.retry_max_s)
+                continue
+            except Exception:  # a bug must not kill ingest; the message is parked instead
+                log.exception("unexpected error handling a message on %s", item.topic)
+                try:
+                    self._park(
+                        item.topic, None, "internal-error", "see the collector log", item.payload
+                    )
+                except StorageUnavailable as exc:
+                    self._storage_down(exc)
+                    if self._abort.wait(delay):
+                        return False
+                    continue
+            self._storage_up()
+            return True
+
+    def _storage_down(self, exc: StorageUnavailable) -> None:
+        with self._lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+                self._counts["outages"] += 1
+            holding = self._in_flight
+        if first:
+            log.error("database unavailable, holding %d messages: %s", holding, exc.one_line())
+
+    def _storage_up(self) -> None:
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.warning("database back after %.1f s", time.monotonic() - since)
+
+    def _ack(self, item: Inbound) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            current = item.connection == self._connection
+            self._counts["acked"] += 1
+        if item.qos > 0 and current:
+            # A message from an older connection will be redelivered (and deduped) instead.
+            self._client.ack(item.mid, item.qos)
+
+    def _park(self, topic: str, gw: str | None, reason: str, detail: str, payload: bytes) -> None:
+        self.dead_letters.add(topic=topic, gw=gw, reason=reason, detail=detail, payload=payload)
+        self._count(dead_letters=1)
+
+    def _handle(self, item: Inbound) -> None:
+        """Store or park one message. Idempotent: it may run again after StorageUnavailable."""
+        if mqtt.topic_matches_sub(wire.STATUS_FILTER, item.topic):
+            self._handle_status(item)
+            return
+        try:
+            gw, _stream = wire.parse_up_topic(item.topic)
+        except EnvelopeError as exc:
+            self._park(item.topic, None, dl.BAD_TOPIC, exc.one_line(), item.payload)
+            return
+        try:
+            batch = wire.decode_batch(item.payload, topic_gw=gw)
+        except EnvelopeError as exc:
+            self._park(item.topic, gw, dl.BAD_ENVELOPE, exc.one_line(), item.payload)
+            return
+        new, dups = self.dedup.filter_new(gw, batch.records)
+        refused = self._write(gw, new)
+        stored = [r for r in new if r.seq not in refused]
+        self.dedup.commit(gw, new)  # refused ones too: a redelivery must not park them twice
+        for record in new:
+            if record.seq in refused:
+                payload = json.dumps(record.to_dict(), default=str).encode()
+                self._park(item.topic, gw, dl.STORAGE_REJECTED, refused[record.seq], payload)
+        for rej in batch.rejected:
+            payload = json.dumps(rej.raw, default=str).encode()
+            self._park(item.topic, gw, dl.BAD_RECORD, f"record {rej.index}: {rej.reason}", payload)
+        self._count(records=len(batch.records), stored=len(stored), duplicates=dups)
+        if stored and self._on_stored is not None:
+            self._on_stored(gw, stored)
+
+    def _write(self, gw: str, records: list[Record]) -> dict[int, str]:
+        """Write; on a permanent refusal, isolate the bad records one by one.
+
+        Returns the refused records' ``seq`` with the store's reason."""
+        if not records:
+            return {}
+        try:
+            self.writer.write(gw, records)
+            return {}
+        except StorageUnavailable:
+            raise
+        except StorageError as batch_exc:
+            log.debug("batch refused (%s); retrying record by record", batch_exc)
+        refused: dict[int, str] = {}
+        for r in records:
+            try:
+                self.writer.write(gw, [r])
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:
+                refused[r.seq] = exc.one_line()
+        return refused
+
+    def _handle_status(self, item: Inbound) -> None:
+        try:
+            gw = wire.parse_status_topic(item.topic)
+            status = wire.decode_status(item.payload)
+        except EnvelopeError as exc:
+            self._park(item.topic, None, dl.BAD_STATUS, exc.one_line(), item.payload)
+            return
+        self.status_book.record(gw, status)
