@@ -27,15 +27,15 @@ _UID_SEPARATORS = re.compile(r"[\s:-]")
 def normalize_uid(uid_hex: str) -> bytes:
     """The UID's bytes from hex written as ``04A1B2C3D4E5F6``, ``04:a1:b2...`` or ``04 a1 ...``.
 
-    NFC UIDs are 4, 7 or 10 bytes; anything else is not a card UID.
+    ISO 14443 UIDs are 4, 7 or 10 bytes, a FeliCa IDm 8; anything else is not a card UID.
     """
     text = _UID_SEPARATORS.sub("", uid_hex)
     try:
         uid = bytes.fromhex(text)
     except ValueError as exc:
         raise DecodeError(f"card UID is not hex: {uid_hex!r}") from exc
-    if len(uid) not in (4, 7, 10):
-        raise DecodeError(f"card UID must be 4, 7 or 10 bytes, got {len(uid)}: {uid_hex!r}")
+    if len(uid) not in (4, 7, 8, 10):
+        raise DecodeError(f"card UID must be 4, 7, 8 or 10 bytes, got {len(uid)}: {uid_hex!r}")
     return uid
 
 
