@@ -1,0 +1,339 @@
+"""The edge agent: radios → decoders → aggregator → outbox → publisher, wired from a config.
+
+    source threads ──emit──► queue ──► worker thread: decode (profiles) → aggregate → outbox
+                                                                                   │ wake
+                                                      publisher thread ◄───────────┘ → MQTT
+
+``Agent`` holds no global state and installs no signal handlers, so one process can run
+several (``shouhu demo``). A bad frame never stops it: a decoder's ``DecodeError`` (or any
+other exception, which is a decoder bug) is counted, logged once per (source, reason) and
+parked with its raw bytes in the outbox's dead-letter table. On ``stop()`` the aggregator's
+pending exits are written to the outbox before anything else shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from edge_agent.aggregator import Aggregator
+from edge_agent.config import GatewayConfig, SourceConfig
+from edge_agent.decoders.dispatch import FrameDecoder
+from edge_agent.health import ProcessProbe, health_reading
+from edge_agent.outbox import Outbox, OutboxStats
+from edge_agent.publisher import Publisher, PublisherStats
+from edge_agent.sources.base import SOURCES, Source
+from shouhu.exceptions import ConfigError, DecodeError, StorageError
+from shouhu.model import RawFrame, Reading
+from shouhu.profiles import Profile, load_profiles
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE: Final = 20_000  # frames waiting for the worker; beyond, frames are dropped (counted)
+WORKER_BATCH: Final = 1_000  # frames decoded per outbox transaction at most
+MAX_LOGGED_REASONS: Final = 1_000
+_STOP: Final = object()  # queue sentinel: sources are stopped, flush and end
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStats:
+    frames: int  # frames the sources handed over
+    frames_dropped: int  # frames lost because the queue was full
+    unmatched: int  # frames no profile claimed (a BLE radio hears many strangers)
+    decode_errors: int  # frames dead-lettered
+    readings: int  # readings the decoders produced
+    accepted: int  # records this agent wrote to the outbox since start
+    store_errors: int  # readings the outbox refused
+    present: int  # beacons in range now
+    outbox: OutboxStats
+    publisher: PublisherStats
+
+
+def load_source(config: SourceConfig) -> Source:
+    """Build a source from its config (``SOURCES`` names the class; imported lazily)."""
+    target = SOURCES[config.type]
+    module_name, cls_name = target.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"source type {config.type!r} cannot be loaded: {exc}",
+            field=f"sources.{config.name}.type",
+        ) from exc
+    source: Source = cls(config.name, config.options)
+    return source
+
+
+class Agent:
+    """One gateway's pipeline (see the module doc). ``start()``/``stop()`` or ``run(event)``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        profiles: Mapping[str, Profile] | None = None,
+        sources: list[Source] | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+    ) -> None:
+        self.config = config
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.profiles = (
+            dict(profiles) if profiles is not None else load_profiles(config.profile_dirs)
+        )
+        self.decoder = FrameDecoder(self.profiles)
+        agg = config.aggregator
+        self.aggregator = Aggregator(
+            int(agg.update_interval_s * 1000), int(agg.away_timeout_s * 1000), agg.ema_alpha
+        )
+        self.sources: list[Source] = (
+            sources if sources is not None else [load_source(s) for s in config.sources]
+        )
+        self.outbox = Outbox(config.outbox.path, config.outbox.max_records)
+        try:
+            self.publisher = Publisher(
+                config.id,
+                config.broker,
+                self.outbox,
+                config.batching,
+                client_id=config.client_id,
+                profiles={p.id: p.version for p in self.profiles.values()},
+                reconnect_min_s=reconnect_min_s,
+                reconnect_max_s=reconnect_max_s,
+                clock_ms=self._clock_ms,
+            )
+        except BaseException:  # e.g. an unreadable client certificate: no open file left
+            self.outbox.close()
+            raise
+        self._queue: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._sources_stopped = threading.Event()
+        self._stopped = False
+        self._probe: ProcessProbe | None = None
+        self._started_ms = self._clock_ms()
+        self._logged: set[tuple[str, str]] = set()
+        # counters (the worker writes, stats() reads; the lock keeps them consistent)
+        self._frames = 0
+        self._dropped = 0
+        self._unmatched = 0
+        self._decode_errors = 0
+        self._readings = 0
+        self._accepted = 0
+        self._store_errors = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._worker is not None:
+            raise RuntimeError(f"agent {self.config.id} already started")
+        self._started_ms = self._clock_ms()
+        self._probe = ProcessProbe()
+        self.publisher.start()
+        self._worker = threading.Thread(
+            target=self._work, name=f"agent-{self.config.id}", daemon=True
+        )
+        self._worker.start()
+        for source in self.sources:
+            source.start(self._emitter(source))
+        log.info(
+            "agent %s: %d sources, %d profiles, outbox %s",
+            self.config.id,
+            len(self.sources),
+            len(self.profiles),
+            self.config.outbox.path,
+        )
+
+    def stop_sources(self, timeout_s: float = 10.0) -> None:
+        """Stop the radios, decode what they already heard and write the aggregator's exits
+        to the outbox. The publisher keeps running (it drains the outbox)."""
+        if self._sources_stopped.is_set():
+            return
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception:
+                log.exception("agent %s: source %s failed to stop", self.config.id, source.name)
+        self._sources_stopped.set()
+        if self._worker is not None:
+            self._queue.put(_STOP)  # blocks only if full; the worker is draining it
+            self._worker.join(timeout_s)
+
+    def stop(self, drain_timeout_s: float = 1.0) -> None:
+        """Graceful shutdown: radios off, exits flushed, outbox drained for up to
+        ``drain_timeout_s`` while connected, ``offline`` status, outbox closed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_sources()
+        self.publisher.stop(drain_timeout_s=drain_timeout_s)
+        self.outbox.close()
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Run until ``stop_event`` is set (the CLI sets it on SIGTERM/SIGINT)."""
+        self.start()
+        try:
+            stop_event.wait()
+        finally:
+            self.stop()
+
+    def stats(self) -> AgentStats:
+        with self._lock:
+            counts = (
+                self._frames,
+                self._dropped,
+                self._unmatched,
+                self._decode_errors,
+                self._readings,
+                self._accepted,
+                self._store_errors,
+            )
+        return AgentStats(
+            *counts,
+            present=len(self.aggregator.present()),
+            outbox=self.outbox.stats(),
+            publisher=self.publisher.stats(),
+        )
+
+    # --- sources → queue ----------------------------------------------------------------------
+
+    def _emitter(self, source: Source) -> Callable[[RawFrame], None]:
+        name, transport = source.name, source.transport
+
+        def emit(frame: RawFrame) -> None:
+            try:
+                self._queue.put_nowait((name, transport, frame))
+            except queue.Full:
+                with self._lock:
+                    self._dropped += 1
+                self._log_once(name, "frame queue full: dropping frames")
+
+        return emit
+
+    # --- the worker -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        health_every_ms = int(self.config.health_interval_s * 1000)
+        next_health = self._clock_ms() + health_every_ms
+        stopping = False
+        while not stopping:
+            now = self._clock_ms()
+            deadline = min(filter(None, (self.aggregator.next_deadline(), next_health)))
+            timeout = min(1.0, max(0.0, (deadline - now) / 1000))
+            items: list[Any] = []
+            try:
+                items.append(self._queue.get(timeout=timeout))
+                while len(items) < WORKER_BATCH:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            out: list[Reading] = []
+            try:
+                for item in items:
+                    if item is _STOP:
+                        stopping = True
+                        continue
+                    out += self._frame(*item)
+                now = self._clock_ms()
+                out += self.aggregator.tick(now)
+                if now >= next_health:
+                    next_health = now + health_every_ms
+                    out.append(self._health(now))
+                if stopping:
+                    out += self.aggregator.flush(now)
+            except Exception:  # a bug here must not stop the gateway
+                log.exception("agent %s: worker error", self.config.id)
+            if out:
+                self._store(out)
+                self.publisher.wake()
+
+    def _frame(self, source: str, transport: str, frame: RawFrame) -> list[Reading]:
+        with self._lock:
+            self._frames += 1
+        try:
+            profile, readings = self.decoder.decode(transport, frame)
+        except DecodeError as exc:
+            self._dead_letter(source, frame, exc.message)
+            return []
+        except Exception as exc:  # noqa: BLE001 - a decoder bug: the frame is parked, we go on
+            reason = f"decoder failed: {type(exc).__name__}: {exc}"
+            if (source, reason) not in self._logged and len(self._logged) < MAX_LOGGED_REASONS:
+                self._logged.add((source, reason))
+                log.exception("agent %s: source %s: %s", self.config.id, source, reason)
+            self._dead_letter(source, frame, reason)
+            return []
+        if profile is None:
+            with self._lock:
+                self._unmatched += 1
+            return []
+        now = self._clock_ms()
+        out: list[Reading] = []
+        for reading in readings:
+            out += self.aggregator.feed(reading, now)
+        with self._lock:
+            self._readings += len(readings)
+        return out
+
+    def _dead_letter(self, source: str, frame: RawFrame, reason: str) -> None:
+        with self._lock:
+            self._decode_errors += 1
+        self._log_once(source, reason)
+        try:
+            self.outbox.dead_letter(source, reason, bytes(frame.payload), frame.meta, frame.ts)
+        except StorageError as exc:
+            self._log_once("outbox", exc.message)
+
+    def _store(self, readings: list[Reading]) -> None:
+        try:
+            records = self.outbox.append(readings)
+        except StorageError:
+            records = []
+            for reading in readings:  # find the one the outbox refuses; keep the rest
+                try:
+                    records += self.outbox.append([reading])
+                except StorageError as exc:
+                    with self._lock:
+                        self._store_errors += 1
+                    self._log_once("outbox", exc.message)
+                    raw = repr(reading).encode("utf-8", "replace")
+                    with contextlib.suppress(StorageError):
+                        self.outbox.dead_letter("outbox", exc.message, raw, {}, reading.ts)
+        with self._lock:
+            self._accepted += len(records)
+
+    def _health(self, now: int) -> Reading:
+        sources: dict[str, Mapping[str, Any]] = {}
+        for source in self.sources:
+            try:
+                sources[source.name] = source.health()
+            except Exception as exc:  # noqa: BLE001 - a source's health must not stop health
+                sources[source.name] = {"frames": None, "errors": None, "present": False}
+                self._log_once(source.name, f"health() failed: {exc}")
+        with self._lock:
+            decode_errors, dropped = self._decode_errors, self._dropped
+        return health_reading(
+            self.config.id,
+            now,
+            started_ms=self._started_ms,
+            outbox=self.outbox.stats(),
+            publisher=self.publisher.stats(),
+            sources=sources,
+            decode_errors=decode_errors,
+            frames_dropped=dropped,
+            usage=self._probe.usage() if self._probe is not None else None,
+        )
+
+    def _log_once(self, source: str, reason: str) -> None:
+        key = (source, reason)
+        if key in self._logged or len(self._logged) >= MAX_LOGGED_REASONS:
+            return
+        self._logged.add(key)
+        log.warning("agent %s: source %s: %s (logged once)", self.config.id, source, reason)
