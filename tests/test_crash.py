@@ -60,9 +60,12 @@ class Proc:
     def alive(self) -> bool:
         return self.p is not None and self.p.poll() is None
 
-    def log_tail(self) -> str:
+    def log_text(self) -> str:
         path = self.workdir / f"{self.name}.{self.starts}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self) -> str:
+        return self.log_text()[-3000:]
 
 
 @pytest.fixture
@@ -173,7 +176,7 @@ def stream_for(
         time.sleep(0.2)
 
 
-def drain_and_check(rig: dict[str, Any]) -> None:
+def drain_and_check(rig: dict[str, Any]) -> int:
     """Stop the streaming agent, drain its outbox with a source-less agent, and compare."""
     agent: Proc = rig["agent"]
     if agent.alive():
@@ -200,6 +203,8 @@ def drain_and_check(rig: dict[str, Any]) -> None:
         f"{len(missing)} accepted records never stored, e.g. {missing[:10]}\n{rig['collector'].log_tail()}"
     )
     assert len(seqs) == len(set(seqs)) == last, "a record was stored more than once"
+    print(f"{last} accepted records, each stored exactly once")
+    return last
 
 
 def test_agent_power_loss_loses_nothing(rig: dict[str, Any]) -> None:
@@ -226,7 +231,12 @@ def test_collector_crash_and_broker_restart_lose_nothing(rig: dict[str, Any]) ->
     broker: Mosquitto = rig["broker"]
     broker.restart()  # queued messages of the collector's persistent session survive
     stream_for(4, rig)
+    # the sharpest case: kill the collector while it holds messages it could not yet store
+    influx: InfluxDB1 = rig["influx"]
+    influx.stop()
+    stream_for(4, rig)
     collector.kill9()
+    influx.start()
     collector.start()
     stream_for(3, rig)
     drain_and_check(rig)
@@ -241,4 +251,6 @@ def test_database_outage_loses_nothing(rig: dict[str, Any]) -> None:
     stream_for(6, rig)  # the collector holds the messages un-acked and retries
     influx.start()
     stream_for(4, rig)
+    collector_log = rig["collector"].log_text()
     drain_and_check(rig)
+    assert "database unavailable, holding" in collector_log, "the outage was never noticed"
