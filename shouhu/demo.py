@@ -73,7 +73,7 @@ class DemoSummary:
                 f"  duplicates dropped    {self.duplicates}",
                 f"  dead letters          {self.dead_letters}",
                 f"  lost                  {self.lost}{'' if self.lost == 0 else '   <-- FAIL'}",
-                f"  latency radio→stored  p50 {ms(self.latency_p50_ms)}, "
+                f"  latency radio→stored  (exits excluded) p50 {ms(self.latency_p50_ms)}, "
                 f"p99 {ms(self.latency_p99_ms)}",
             ]
         )

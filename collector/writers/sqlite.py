@@ -149,7 +149,16 @@ class SqliteWriter:
         )
         return [Record(s, ts, k, p, d, json.loads(data)) for s, ts, k, p, d, data in rows]
 
-    def latency_ms(self, percentiles: Sequence[float] = (50, 99)) -> dict[float, int | None]:
-        """Radio time → stored time, per requested percentile (ms; None when nothing stored)."""
-        values = [v for (v,) in self._query("SELECT stored_ms - ts FROM records ORDER BY 1")]
+    def latency_ms(
+        self, percentiles: Sequence[float] = (50, 99), *, skip_exits: bool = True
+    ) -> dict[float, int | None]:
+        """Radio time → stored time, per requested percentile (ms; None when nothing stored).
+
+        An ``exit`` sighting carries the time the beacon was *last heard* (the contract's ``ts``),
+        so it is stored an away-timeout later by design; ``skip_exits`` leaves those out.
+        """
+        sql = "SELECT stored_ms - ts FROM records"
+        if skip_exits:
+            sql += " WHERE NOT (kind = 'sighting' AND json_extract(data, '$.event') = 'exit')"
+        values = [v for (v,) in self._query(sql + " ORDER BY 1")]
         return {p: percentile(values, p) for p in percentiles}
