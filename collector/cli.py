@@ -37,7 +37,11 @@ def collector() -> None:
 )  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="log at DEBUG")
 def run(config_path: str, status_every: float | None, verbose: bool) -> None:
-    """Subscribe and store until SIGINT/SIGTERM; print a status line every N seconds."""
+    """Subscribe, store and run the rules until SIGINT/SIGTERM; print a status line every N seconds.
+
+    The status line counts messages, records, dead letters and, with rules on, open alerts
+    and notifications sent. A bad configuration exits 2 with one line naming the field.
+    """
     from collector.ingest import Collector
 
     logging.basicConfig(
@@ -55,7 +59,10 @@ def run(config_path: str, status_every: float | None, verbose: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     col = Collector(config)
     col.start()
-    click.echo(f"collector: {config.broker.url} → {config.writer.kind}", err=True)
+    rules = (
+        f"rules on (registry {config.rules.registry})" if config.rules is not None else "rules off"
+    )
+    click.echo(f"collector: {config.broker.url} → {config.writer.kind}; {rules}", err=True)
     try:
         while not stop.wait(every):
             click.echo(f"{time.strftime('%H:%M:%S')} {col.stats().line()}", err=True)

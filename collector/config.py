@@ -14,11 +14,16 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from collector.alerts.lifecycle import LifecycleConfig
+from collector.rules.engine import EngineConfig
 from shouhu.exceptions import ConfigError
 
 WRITER_KINDS: Final = ("sqlite", "influx-v2", "influx-v1")
 PROTOCOLS: Final = ("3.1.1", "5")
 DEFAULT_CLIENT_ID: Final = "shouhu-collector"
+DEFAULT_REGISTRY_NAME: Final = "registry.sqlite"  # beside the state database
+# Any of these sections switches the rule engine, alerts and notifications on.
+RULE_SECTIONS: Final = ("rules", "registry", "alerts", "notify")
 
 
 class CollectorConfigDoc(TypedDict, total=False):
@@ -29,6 +34,10 @@ class CollectorConfigDoc(TypedDict, total=False):
     state: dict[str, Any]
     retry_max_s: float
     status_interval_s: float
+    registry: dict[str, Any]
+    rules: dict[str, Any]
+    alerts: dict[str, Any]
+    notify: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +71,31 @@ class WriterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesConfig:
+    """The rule engine, alert lifecycle and notifier of a collector (docs/collector.md).
+
+    ``engine`` is the ``rules:`` section as written; the collector fills battery thresholds and
+    supervision intervals from the device profiles when it starts (``with_profiles``).
+    """
+
+    registry: str  # RegistryStore path or URL
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    notify_attempts: int = 3
+    notify_backoff_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
-    """Everything ``Collector`` needs. ``state_path`` holds dedup, dead letters, gateway status."""
+    """Everything ``Collector`` needs. ``state_path`` holds dedup, dead letters, gateway status,
+    and (with ``rules``) the alert history and the rule engine's state."""
 
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     state_path: str = "shouhu-collector-state.db"
     retry_max_s: float = 10.0  # cap of the back-off while the database is unavailable
     status_interval_s: float = 10.0  # `collector run` prints a status line this often
+    rules: RulesConfig | None = None  # None: ingest only, no registry, no alerts
 
 
 def parse_broker_url(
@@ -205,6 +231,84 @@ def _parse_writer(section: Mapping[str, Any], source: str | None) -> WriterConfi
     return WriterConfig(kind=kind, options=options)
 
 
+def _whole_seconds(
+    value: Any, name: str, source: str | None, *, minimum: int = 0, unit: str = " of seconds"
+) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"must be a whole number{unit} >= {minimum}, got {value!r}",
+            field=name,
+            source=source,
+        )
+    return value
+
+
+def _per_kind(section: Mapping[str, Any], key: str, source: str | None) -> dict[str, int]:
+    value = section.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("must be a mapping of alert kind to seconds", field=f"alerts.{key}",
+                          source=source)  # fmt: skip
+    return {
+        str(kind): _whole_seconds(v, f"alerts.{key}.{kind}", source) for kind, v in value.items()
+    }
+
+
+def _parse_lifecycle(section: Mapping[str, Any], source: str | None) -> LifecycleConfig:
+    known = ("escalate_after_s", "suppress_s", "escalate_after_by_kind", "suppress_by_kind")
+    for key in section:
+        if key not in known:
+            raise ConfigError("unknown option", field=f"alerts.{key}", source=source,
+                              hint=f"one of {', '.join(known)}")  # fmt: skip
+    d = LifecycleConfig()
+    return LifecycleConfig(
+        escalate_after_s=_whole_seconds(
+            section.get("escalate_after_s", d.escalate_after_s),
+            "alerts.escalate_after_s",
+            source,
+            minimum=1,
+        ),
+        suppress_s=_whole_seconds(
+            section.get("suppress_s", d.suppress_s), "alerts.suppress_s", source
+        ),
+        escalate_after_by_kind=_per_kind(section, "escalate_after_by_kind", source),
+        suppress_by_kind=_per_kind(section, "suppress_by_kind", source),
+    )
+
+
+def _parse_rules(doc: Mapping[str, Any], state_path: str, source: str | None) -> RulesConfig | None:
+    """The rule sections, or None when the file has none of them (ingest only)."""
+    if not any(key in doc for key in RULE_SECTIONS):
+        return None
+    registry = _mapping(doc, "registry", source)
+    for key in registry:
+        if key != "path":
+            raise ConfigError(
+                "unknown option",
+                field=f"registry.{key}",
+                source=source,
+                hint="registry takes only path (a file or a postgresql:// URL)",
+            )
+    registry_path = _opt_str(registry, "path", "registry", source) or str(
+        Path(state_path).parent / DEFAULT_REGISTRY_NAME
+    )
+    engine = EngineConfig.from_dict(dict(_mapping(doc, "rules", source)), source)
+    notify = _mapping(doc, "notify", source)
+    for key in notify:
+        if key not in ("attempts", "backoff_s"):
+            raise ConfigError("unknown option", field=f"notify.{key}", source=source,
+                              hint="one of attempts, backoff_s")  # fmt: skip
+    attempts = _whole_seconds(
+        notify.get("attempts", 3), "notify.attempts", source, minimum=1, unit=""
+    )
+    return RulesConfig(
+        registry=registry_path,
+        engine=engine,
+        lifecycle=_parse_lifecycle(_mapping(doc, "alerts", source), source),
+        notify_attempts=attempts,
+        notify_backoff_s=_number(notify, "backoff_s", 2.0, "notify", source),
+    )
+
+
 def parse_config(doc: Any, source: str | None = None) -> CollectorConfig:
     """Check a parsed YAML document and build the config, or raise ConfigError naming the field."""
     if doc is None:
@@ -224,6 +328,7 @@ def parse_config(doc: Any, source: str | None = None) -> CollectorConfig:
         state_path=state_path,
         retry_max_s=_number(doc, "retry_max_s", 10.0, "", source),
         status_interval_s=_number(doc, "status_interval_s", 10.0, "", source),
+        rules=_parse_rules(doc, state_path, source),
     )
 
 

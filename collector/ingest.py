@@ -11,10 +11,18 @@ a QoS 1 receiver (PUBACKs in the order the PUBLISHes arrived). While the databas
 unavailable the worker retries the same message with capped exponential back-off; the messages
 behind it wait, un-acknowledged, and the broker stops sending once its in-flight window is full.
 That is the back-pressure: nothing is dropped and nothing is buffered without bound.
+
+Rules (when the configuration has a ``rules``/``registry``/``alerts``/``notify`` section): the
+stored records of each message go to ``RulesService.handle`` after the durable write and before
+the acknowledgement; gateway status goes to ``on_status``. A failing rules step is logged (once
+per error type), counted (``rules_errors``) and the message is still acknowledged: its records
+are stored, and redelivering them would only make the dedup filter drop them. Alerts and
+gateway commands are published through this collector's own MQTT client (QoS 1).
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import queue
@@ -31,19 +39,27 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector import deadletter as dl
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, RulesConfig
 from collector.dedup import DedupFilter, open_state_db
 from shouhu import wire
 from shouhu.exceptions import BrokerError, EnvelopeError, StorageError, StorageUnavailable
 from shouhu.model import Record
 
 if TYPE_CHECKING:
+    from collector.alerts.notifier import Notifier
+    from collector.alerts.store import AlertStore, Delivery
+    from collector.registry.store import RegistryStore
+    from collector.rules.actions import Rejected
+    from collector.rules_service import RulesService
     from collector.writers.base import Writer
 
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.1
 IDLE_POLL_S = 0.2
+RULE_REJECTED = "rule-rejected"  # dead-letter reason: a rule could not read a stored record
+PUBLISH_WAIT_S = 2.0  # on stop: how long to wait for our last alert publishes to leave
+NOTIFY_DRAIN_S = 3.0  # on stop: how long queued notifications may still take
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +88,28 @@ class CollectorStats:
     in_flight: int  # received but not yet acknowledged
     holding: int  # messages held un-acked because the database is down (0 when up)
     acked: int
+    rules: bool = False  # the rule engine runs (the fields below mean something)
+    open_alerts: int = 0  # alerts not yet resolved
+    notified: int = 0  # notifications the channels took
+    notify_failed: int = 0  # delivery attempts that failed (each retry counts)
+    rules_errors: int = 0  # rules steps that raised (the records were stored and acked)
 
     def line(self) -> str:
         """One status line for humans."""
         db = f"DB DOWN holding {self.holding}" if self.db_unavailable else "db ok"
-        return (
+        text = (
             f"{'connected' if self.connected else 'DISCONNECTED'} | {db} | "
             f"received {self.received} stored {self.stored} dup {self.duplicates} "
             f"dead {self.dead_letters} in-flight {self.in_flight}"
         )
+        if self.rules:
+            text += (
+                f" | alerts open {self.open_alerts} notified {self.notified}"
+                f" failed {self.notify_failed}"
+            )
+            if self.rules_errors:
+                text += f" rules-errors {self.rules_errors}"
+        return text
 
 
 class GatewayStatusBook:
@@ -140,6 +169,24 @@ class GatewayStatusBook:
             self._db.close()
 
 
+class DeliveryCounter:
+    """The alert store's delivery log, counting what the channels took (for the status line)."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failed = 0
+
+    def log_delivery(self, d: Delivery) -> None:
+        with self._lock:
+            if d.ok:
+                self.sent += 1
+            else:
+                self.failed += 1
+        self.store.log_delivery(d)
+
+
 def _make_writer(config: CollectorConfig) -> Writer:
     from collector.writers import WRITERS, make_writer  # lazy: influx clients are heavy
 
@@ -161,13 +208,23 @@ class Collector:
         *,
         writer: Writer | None = None,
         on_stored: Callable[[str, Sequence[Record]], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.writer: Writer = writer if writer is not None else _make_writer(config)
         self.dedup = DedupFilter(config.state_path)
         self.dead_letters = dl.DeadLetters(config.state_path)
         self.status_book = GatewayStatusBook(config.state_path)
-        self._on_stored = on_stored  # hook for the rule engine: called after a durable write
+        self._on_stored = on_stored  # extra hook: called after a durable write (and the rules)
+        self._rules_logged: set[str] = set()  # error types of failed rules steps already logged
+        self._publishes: collections.deque[mqtt.MQTTMessageInfo] = collections.deque(maxlen=256)
+        self.rules: RulesService | None = None
+        self.notifier: Notifier | None = None
+        self.alert_store: AlertStore | None = None
+        self.registry: RegistryStore | None = None
+        self._deliveries: DeliveryCounter | None = None
+        if config.rules is not None:
+            self._build_rules(config.rules, clock)
         self._queue: queue.Queue[Inbound] = queue.Queue()
         self._stop = threading.Event()  # finish what is queued, then leave
         self._abort = threading.Event()  # leave now; un-acked messages stay with the broker
@@ -175,12 +232,78 @@ class Collector:
         self._connection = 0
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(
-            ("received", "records", "stored", "duplicates", "dead_letters", "outages", "acked"), 0
-        )
+            (
+                "received", "records", "stored", "duplicates", "dead_letters", "outages", "acked",
+                "rules_errors",
+            ),
+            0,
+        )  # fmt: skip
         self._in_flight = 0
         self._down_since: float | None = None
         self._worker: threading.Thread | None = None
         self._client = self._make_client()
+
+    # --- rules ----------------------------------------------------------------------------
+
+    def _build_rules(self, rc: RulesConfig, clock: Callable[[], float]) -> None:
+        """Registry, alert store (in the state db), notifier and the rules service."""
+        from collector.alerts.notifier import Notifier
+        from collector.alerts.store import AlertStore
+        from collector.registry.store import RegistryStore
+        from collector.rules_service import RulesService
+        from shouhu.profiles import load_profiles
+
+        engine = rc.engine.with_profiles(load_profiles().values())
+        self.registry = RegistryStore(rc.registry)
+        self.alert_store = AlertStore(self.config.state_path, clock=clock)
+        self._deliveries = DeliveryCounter(self.alert_store)
+        self.notifier = Notifier(
+            self._deliveries,
+            attempts=rc.notify_attempts,
+            backoff_s=rc.notify_backoff_s,
+            clock=clock,
+        )
+        self.rules = RulesService(
+            engine,
+            self.registry,
+            self.alert_store,
+            self.notifier,
+            self._publish,
+            self.writer,
+            clock,
+            lifecycle=rc.lifecycle,
+            dead_letter=self._dead_letter_rejected,
+        )
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """The rules service's way out: our own client. paho queues QoS 1 while disconnected."""
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except (ValueError, OSError) as exc:
+            raise BrokerError(f"cannot publish on {topic}: {exc}") from exc
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise BrokerError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
+        self._publishes.append(info)
+
+    def _dead_letter_rejected(self, r: Rejected) -> None:
+        """A stored record one rule could not read: parked with the rule's reason."""
+        payload = json.dumps({"gw": r.gw, "seq": r.seq, "rule": r.rule, "reason": r.reason})
+        topic = f"rules/{r.rule}"
+        self._park(topic, r.gw, RULE_REJECTED, f"record {r.seq}: {r.reason}", payload.encode())
+
+    def _rules_step(self, what: str, step: Callable[[], None]) -> None:
+        """Run one rules step; a failure is logged once per error type and counted, never raised.
+
+        The records are already stored: the message is acknowledged whatever happens here.
+        """
+        try:
+            step()
+        except Exception as exc:
+            self._count(rules_errors=1)
+            name = type(exc).__name__
+            if name not in self._rules_logged:
+                self._rules_logged.add(name)
+                log.exception("rules step (%s) failed; further %s only counted", what, name)
 
     # --- MQTT ---------------------------------------------------------------------------
 
@@ -255,6 +378,8 @@ class Collector:
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to {b.url}: {exc}") from exc
         self._client.loop_start()
+        if self.rules is not None:
+            self.rules.start()  # the tick thread: timers, escalations, ack/resolve requests
         self._worker = threading.Thread(target=self._work, name="collector-ingest", daemon=True)
         self._worker.start()
 
@@ -281,14 +406,36 @@ class Collector:
                 self._abort.set()
                 self._worker.join(max(self.config.retry_max_s, 1.0) + 1.0)
             self._worker = None
+        self._stop_rules()
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
-        for closeable in (self.writer, self.dedup, self.dead_letters, self.status_book):
+        closeables: list[Any] = [self.writer, self.dedup, self.dead_letters, self.status_book]
+        closeables += [c for c in (self.alert_store, self.registry) if c is not None]
+        for closeable in closeables:
             try:
                 closeable.close()
             except Exception as exc:  # closing anyway; one failure must not hide the rest
                 log.warning("closing %s: %s", type(closeable).__name__, exc)
+
+    def _stop_rules(self) -> None:
+        """Stop the ticker, let queued notifications go out (bounded), flush our publishes."""
+        if self.rules is not None:
+            self.rules.stop()
+        if self.notifier is not None:
+            if not self.notifier.wait_idle(NOTIFY_DRAIN_S):
+                log.warning("stopping with notifications still queued or retrying")
+            self.notifier.stop()
+        deadline = time.monotonic() + PUBLISH_WAIT_S
+        while self._publishes and self._connected.is_set():
+            info = self._publishes.popleft()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                info.wait_for_publish(left)
+            except (RuntimeError, ValueError):  # never queued (paho says why): nothing to wait
+                continue
 
     # --- stats --------------------------------------------------------------------------
 
@@ -309,6 +456,11 @@ class Collector:
             in_flight=in_flight,
             holding=in_flight if down else 0,
             acked=c["acked"],
+            rules=self.rules is not None,
+            open_alerts=self.rules.open_alert_count() if self.rules is not None else 0,
+            notified=self._deliveries.sent if self._deliveries is not None else 0,
+            notify_failed=self._deliveries.failed if self._deliveries is not None else 0,
+            rules_errors=c["rules_errors"],
         )
 
     def health(self) -> dict[str, Any]:
@@ -426,6 +578,9 @@ class Collector:
             payload = json.dumps(rej.raw, default=str).encode()
             self._park(item.topic, gw, dl.BAD_RECORD, f"record {rej.index}: {rej.reason}", payload)
         self._count(records=len(batch.records), stored=len(stored), duplicates=dups)
+        if stored and self.rules is not None:
+            rules = self.rules
+            self._rules_step("records", lambda: rules.handle(gw, stored))
         if stored and self._on_stored is not None:
             self._on_stored(gw, stored)
 
@@ -460,3 +615,6 @@ class Collector:
             self._park(item.topic, None, dl.BAD_STATUS, exc.one_line(), item.payload)
             return
         self.status_book.record(gw, status)
+        if self.rules is not None:
+            rules, state = self.rules, str(status.get("state"))
+            self._rules_step("status", lambda: rules.on_status(gw, state))

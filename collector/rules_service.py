@@ -160,14 +160,29 @@ class RulesService:
     # --- inputs -------------------------------------------------------------------------
 
     def handle(self, gw: str, records: Iterable[Record]) -> None:
-        """Records of ``gw`` that were durably written; runs the rules on each."""
+        """Records of ``gw`` that were durably written; runs the rules on each.
+
+        A ``health`` record also writes the gateway's ``gateway_state`` point (online), when
+        the registry knows the gateway: the city map shows where it is and that it is up.
+        """
         with self._lock:
             now = self._now_ms()
             reg = self._registry(now)
             work: list[tuple[list[Action], int]] = []
+            health_ts: list[int] = []
             for record in records:
                 work.append((self.engine.handle(gw, record, now, reg), record.ts))
+                if record.kind == "health":
+                    health_ts.append(record.ts)
             self._step(work, now, reg)
+            gateway = reg.gateway(gw) if health_ts else None
+            if gateway is not None:
+                self._write([gateway_state_point(gateway, True, max(health_ts))])
+
+    def open_alert_count(self) -> int:
+        """Alerts not resolved yet (for the collector's status line)."""
+        with self._lock:
+            return len(self.book.open_alerts())
 
     def on_status(self, gw: str, state: str) -> None:
         """The retained status of ``gw`` changed (``online``/``offline``)."""

@@ -26,6 +26,7 @@ from typing import Any, Final
 from edge_agent.aggregator import Aggregator
 from edge_agent.config import GatewayConfig, SourceConfig
 from edge_agent.decoders.dispatch import FrameDecoder
+from edge_agent.decoders.serial import BurstFilter
 from edge_agent.health import ProcessProbe, health_reading
 from edge_agent.outbox import Outbox, OutboxStats
 from edge_agent.publisher import Publisher, PublisherStats
@@ -126,6 +127,8 @@ class Agent:
         self._dropped = 0
         self._unmatched = 0
         self._decode_errors = 0
+        # profile id -> filter collapsing the repeated frames of one RF burst (serial receivers)
+        self._bursts: dict[str, BurstFilter] = {}
         self._readings = 0
         self._accepted = 0
         self._store_errors = 0
@@ -274,6 +277,11 @@ class Agent:
             with self._lock:
                 self._unmatched += 1
             return []
+        if profile.transport == "serial" and profile.alerts.debounce_s > 0:
+            burst = self._bursts.get(profile.id)
+            if burst is None:
+                burst = self._bursts[profile.id] = BurstFilter(profile.alerts.debounce_s)
+            readings = [r for r in readings if burst.accept(r)]  # one reading per RF burst
         now = self._clock_ms()
         out: list[Reading] = []
         for reading in readings:
