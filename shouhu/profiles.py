@@ -203,6 +203,12 @@ def load_profile(path: Path | str) -> Profile:
     return _parse(doc, str(file), lines)
 
 
+def parse_profile_text(text: str, source: str) -> Profile:
+    """Validate a profile given as YAML text (e.g. from a signed bundle), with line numbers."""
+    doc, lines = _read_yaml(text, source)
+    return _parse(doc, source, lines)
+
+
 def parse_profile(doc: Mapping[str, Any], source: str) -> Profile:
     """Validate an already parsed profile document (e.g. from a bundle); ``source`` names it."""
     return _parse(doc, source, {})
