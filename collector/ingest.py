@@ -225,6 +225,10 @@ class Collector:
         self._deliveries: DeliveryCounter | None = None
         if config.rules is not None:
             self._build_rules(config.rules, clock)
+        if self.registry is not None:  # readings of registered gateways get their place
+            from collector.writers.base import RegistryGatewayLookup, attach_gateway_lookup
+
+            attach_gateway_lookup(self.writer, RegistryGatewayLookup(self.registry))
         self._queue: queue.Queue[Inbound] = queue.Queue()
         self._stop = threading.Event()  # finish what is queued, then leave
         self._abort = threading.Event()  # leave now; un-acked messages stay with the broker

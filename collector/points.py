@@ -14,6 +14,11 @@ Rules, written once here:
   differs from earlier points, and a decoder may say ``-73`` once and ``-73.5`` the next time.
 * time: ``ts_ms * 1_000_000 + seq % 1_000_000`` ns. Two readings of one device in the same
   millisecond stay two points; writing the same record again rewrites the same point.
+* place (``ENRICHED_KINDS``: sightings, taps, alarms, events): given the registered gateway
+  that heard the reading, tags ``site``, ``zone`` and ``district`` (when known) and fields
+  ``lat``, ``lon``, so a map and "by site/district" panels work from raw readings. What the
+  reading carries itself wins. The place is the registry's at *write* time: a record rewritten
+  after the gateway moved lands in a different series (same time), see docs/storage.md.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from collector.domain import Gateway
 from shouhu.model import Record
 
 FieldValue = int | float | str | bool
@@ -61,11 +67,21 @@ RESERVED_KEYS: Final[Mapping[str, str]] = {
     "_measurement": "measurement_",
     "_time": "time_",
 }
+# Record kinds whose points get the hearing gateway's place (health is the gateway's own).
+ENRICHED_KINDS: Final[frozenset[str]] = frozenset({"sighting", "tap", "alarm", "event"})
 MAX_TAG_LEN: Final = 128
 # InfluxDB refuses string fields over 64 KiB; a reading never needs more than this.
 MAX_STRING_LEN: Final = 4096
 NS_PER_MS: Final = 1_000_000
 FLATTEN_DEPTH: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedGateway(Gateway):
+    """A registered gateway plus the district of the households it serves (``""``: none or
+    several). The registry keeps districts on households; readings are tagged with it."""
+
+    district: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +133,28 @@ def _field_value(key: str, value: Any) -> FieldValue | None:
     return text[:MAX_STRING_LEN]
 
 
-def record_to_point(gw: str, record: Record, *, received_ms: int | None = None) -> Point:
-    """Map one record of gateway ``gw`` to its point (pure; see the module doc for the rules)."""
+def _place(gateway: Gateway) -> tuple[dict[str, str], dict[str, FieldValue]]:
+    """The tags and fields a registered gateway adds to the readings it heard."""
+    district = gateway.district if isinstance(gateway, PlacedGateway) else ""
+    tags = {"site": gateway.site, "zone": gateway.zone, "district": district}
+    fields: dict[str, FieldValue] = {}
+    for key, value in (("lat", gateway.lat), ("lon", gateway.lon)):
+        if isinstance(value, int | float) and math.isfinite(value):
+            fields[key] = float(value)
+    return {k: v[:MAX_TAG_LEN] for k, v in tags.items() if v}, fields
+
+
+def record_to_point(
+    gw: str,
+    record: Record,
+    *,
+    received_ms: int | None = None,
+    gateway: Gateway | None = None,
+) -> Point:
+    """Map one record of gateway ``gw`` to its point (pure; see the module doc for the rules).
+
+    ``gateway``: the registry's entry for ``gw`` (None: not registered, no place is added).
+    """
     measurement = measurement_of(record)
     tag_keys = TAG_KEYS.get(measurement, ())
     tags: dict[str, str] = {
@@ -138,6 +174,11 @@ def record_to_point(gw: str, record: Record, *, received_ms: int | None = None) 
             value = _field_value(flat_key, inner)
             if value is not None:
                 fields[RESERVED_KEYS.get(flat_key, flat_key)] = value
+    if gateway is not None and record.kind in ENRICHED_KINDS:
+        place_tags, place_fields = _place(gateway)
+        # what the reading says itself wins (a tag and a field never share a name)
+        tags = {**{k: v for k, v in place_tags.items() if k not in fields}, **tags}
+        fields = {**{k: v for k, v in place_fields.items() if k not in tags}, **fields}
     fields["seq"] = int(record.seq)
     if received_ms is not None:
         fields["lag_ms"] = int(received_ms - record.ts)
@@ -191,6 +232,8 @@ def to_line_protocol(point: Point) -> str:
     return f"{head} {body} {point.time_ns}"
 
 
-def records_to_lines(gw: str, records: Iterable[Record]) -> list[str]:
-    """Line protocol for a batch of one gateway's records, in order."""
-    return [to_line_protocol(record_to_point(gw, r)) for r in records]
+def records_to_lines(
+    gw: str, records: Iterable[Record], *, gateway: Gateway | None = None
+) -> list[str]:
+    """Line protocol for a batch of one gateway's records, in order (``gateway``: its place)."""
+    return [to_line_protocol(record_to_point(gw, r, gateway=gateway)) for r in records]

@@ -14,7 +14,7 @@ from typing import Any, Required, TypedDict
 import requests
 
 from collector.points import Point, records_to_lines, to_line_protocol
-from collector.writers.base import error_for_status, option
+from collector.writers.base import GatewayLookup, error_for_status, option
 from shouhu.exceptions import StorageError, StorageUnavailable
 from shouhu.model import Record
 
@@ -60,6 +60,8 @@ class InfluxV1Writer:
         self._session.verify = option(options, "verify_tls", bool, writer=w, default=True)
         if username:
             self._session.auth = (username, password)
+        # set by the collector when it has a registry: readings get their gateway's place
+        self.gateway_lookup: GatewayLookup | None = None
 
     def _post(self, path: str, *, params: dict[str, str], body: bytes = b"") -> requests.Response:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -87,8 +89,9 @@ class InfluxV1Writer:
     def write(self, gw: str, records: Sequence[Record]) -> None:
         if not records:
             return
+        gateway = self.gateway_lookup(gw) if self.gateway_lookup is not None else None
         try:
-            lines = records_to_lines(gw, records)
+            lines = records_to_lines(gw, records, gateway=gateway)
         except (ValueError, TypeError, KeyError) as exc:
             raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
         self._write_lines(lines)

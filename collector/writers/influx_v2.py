@@ -18,8 +18,8 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from collector.points import records_to_lines
-from collector.writers.base import error_for_status, option
+from collector.points import Point, records_to_lines, to_line_protocol
+from collector.writers.base import GatewayLookup, error_for_status, option
 from shouhu.exceptions import StorageError, StorageUnavailable
 from shouhu.model import Record
 
@@ -71,14 +71,30 @@ class InfluxV2Writer:
             retries=False,  # the collector retries the whole batch; no hidden waits here
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        # set by the collector when it has a registry: readings get their gateway's place
+        self.gateway_lookup: GatewayLookup | None = None
 
     def write(self, gw: str, records: Sequence[Record]) -> None:
         if not records:
             return
+        gateway = self.gateway_lookup(gw) if self.gateway_lookup is not None else None
         try:
-            lines = records_to_lines(gw, records)
+            lines = records_to_lines(gw, records, gateway=gateway)
         except (ValueError, TypeError, KeyError) as exc:
             raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
+        self._write_lines(lines)
+
+    def write_points(self, points: Sequence[Point]) -> None:
+        """Store points built elsewhere (``collector.derived``); same guarantees as ``write``."""
+        if not points:
+            return
+        try:
+            lines = [to_line_protocol(p) for p in points]
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"cannot write points: {exc}") from exc
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
         for start in range(0, len(lines), self.max_lines):
             chunk = lines[start : start + self.max_lines]
             try:

@@ -4,6 +4,12 @@ Used by ``shouhu demo`` and small sites. WAL with ``synchronous=FULL`` so that a
 ``write()`` survives a power cut: the collector acknowledges MQTT messages only after that.
 ``UNIQUE(gw, seq)`` with ``INSERT OR IGNORE`` makes a rewrite (redelivery after a crash)
 harmless.
+
+Derived points (``collector.derived``: alert events, patrol check-ins, gateway state, school
+taps) go to a ``points`` table keyed like an InfluxDB point (measurement, tags, time): writing
+the same point again merges its fields, as InfluxDB does. Records are kept as the gateway sent
+them, without the gateway's place (no ``gateway_lookup``): the registry sits beside this file,
+so a query that needs the place joins it there.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from collector.points import Point
 from shouhu.exceptions import ConfigError, StorageError, StorageUnavailable
 from shouhu.model import Record
 
@@ -33,7 +40,20 @@ CREATE TABLE IF NOT EXISTS records (
     UNIQUE (gw, seq)
 );
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
+CREATE TABLE IF NOT EXISTS points (
+    measurement TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    PRIMARY KEY (measurement, tags, time_ns)
+);
 """
+# tags and fields as JSON objects with sorted keys, so equal tag sets are equal text
+UPSERT_POINT = (
+    "INSERT INTO points (measurement, tags, fields, time_ns) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (measurement, tags, time_ns)"
+    " DO UPDATE SET fields = json_patch(points.fields, excluded.fields)"
+)
 
 # sqlite3 errors that mean "the store cannot take it now" rather than "this data is bad".
 _TRANSIENT_WORDS = ("locked", "busy", "disk i/o", "unable to open", "full", "readonly")
@@ -90,16 +110,37 @@ class SqliteWriter:
             ]
         except (TypeError, ValueError) as exc:
             raise StorageError(f"record data is not JSON: {exc}") from exc
+        self._write_rows(
+            "INSERT OR IGNORE INTO records (gw, seq, ts, kind, profile, device, data, stored_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def write_points(self, points: Sequence[Point]) -> None:
+        """Store derived points durably; the same point again merges its fields (InfluxDB-like)."""
+        if not points:
+            return
+        try:
+            rows = [
+                (
+                    p.measurement,
+                    json.dumps(dict(p.tags), sort_keys=True),
+                    json.dumps(dict(p.fields), sort_keys=True, allow_nan=False),
+                    p.time_ns,
+                )
+                for p in points
+            ]
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"point is not storable: {exc}") from exc
+        self._write_rows(UPSERT_POINT, rows)
+
+    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """One durable transaction of ``executemany``; rolled back whole on any error."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO records"
-                        " (gw, seq, ts, kind, profile, device, data, stored_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
+                    self._db.executemany(sql, rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -148,6 +189,22 @@ class SqliteWriter:
             (gw,),
         )
         return [Record(s, ts, k, p, d, json.loads(data)) for s, ts, k, p, d, data in rows]
+
+    def stored_points(self, measurement: str) -> list[Point]:
+        """Stored derived points of one measurement, oldest first."""
+        rows = self._query(
+            "SELECT tags, fields, time_ns FROM points WHERE measurement = ? ORDER BY time_ns",
+            (measurement,),
+        )
+        return [
+            Point(
+                measurement,
+                tuple(sorted(json.loads(tags).items())),
+                tuple(sorted(json.loads(fields).items())),
+                t,
+            )
+            for tags, fields, t in rows
+        ]
 
     def latency_ms(
         self, percentiles: Sequence[float] = (50, 99), *, skip_exits: bool = True
