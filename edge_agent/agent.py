@@ -3,12 +3,19 @@
     source threads ──emit──► queue ──► worker thread: decode (profiles) → aggregate → outbox
                                                                                    │ wake
                                                       publisher thread ◄───────────┘ → MQTT
+    down/cmd ─► publisher thread ─► command queue ─► command thread: parse, carry out, answer
 
 ``Agent`` holds no global state and installs no signal handlers, so one process can run
 several (``shouhu demo``). A bad frame never stops it: a decoder's ``DecodeError`` (or any
 other exception, which is a decoder bug) is counted, logged once per (source, reason) and
 parked with its raw bytes in the outbox's dead-letter table. On ``stop()`` the aggregator's
 pending exits are written to the outbox before anything else shuts down.
+
+Commands (``shouhu/v1/gw/{gw}/down/cmd``, ``edge_agent.commands``): ``sound``/``silence`` write
+the ``transmit`` line configured for them to every source that has one (a serial RFLink),
+``ping`` only answers. Every command is answered on ``.../ack`` and acknowledged to the broker
+after it was carried out; a repeated id is answered again but carried out once; a malformed
+command is answered ``ok: false`` and logged once.
 """
 
 from __future__ import annotations
@@ -21,17 +28,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from edge_agent.aggregator import Aggregator
+from edge_agent.commands import Ack, Command, CommandBook, Rejected, encode_ack, parse_command
 from edge_agent.config import GatewayConfig, SourceConfig
 from edge_agent.decoders.dispatch import FrameDecoder
 from edge_agent.decoders.serial import BurstFilter
 from edge_agent.health import ProcessProbe, health_reading
 from edge_agent.outbox import Outbox, OutboxStats
-from edge_agent.publisher import Publisher, PublisherStats
+from edge_agent.publisher import CommandDelivery, Publisher, PublisherStats
 from edge_agent.sources.base import SOURCES, Source
-from shouhu.exceptions import ConfigError, DecodeError, StorageError
+from shouhu.exceptions import ConfigError, DecodeError, ShouhuError, StorageError
 from shouhu.model import RawFrame, Reading
 from shouhu.profiles import Profile, load_profiles
 
@@ -40,7 +48,28 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE: Final = 20_000  # frames waiting for the worker; beyond, frames are dropped (counted)
 WORKER_BATCH: Final = 1_000  # frames decoded per outbox transaction at most
 MAX_LOGGED_REASONS: Final = 1_000
+TRANSMIT_RETRY_EVERY_S: Final = 0.2
+COMMAND_QUEUE_SIZE: Final = 256  # commands waiting to be carried out; beyond, answered "busy"
 _STOP: Final = object()  # queue sentinel: sources are stopped, flush and end
+
+
+@runtime_checkable
+class Transmitter(Protocol):
+    """A source that can also send (``SerialSource``): ``transmit`` maps a command to its line."""
+
+    name: str
+    transmit: Mapping[str, bytes]
+
+    def send(self, line: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandStats:
+    received: int  # messages on down/cmd
+    executed: int  # commands carried out (ok or not)
+    duplicates: int  # repeated ids answered without carrying them out again
+    rejected: int  # malformed, expired or refused for lack of room
+    failed: int  # carried out with ok false (no transmitter, device absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +84,7 @@ class AgentStats:
     present: int  # beacons in range now
     outbox: OutboxStats
     publisher: PublisherStats
+    commands: CommandStats
 
 
 def load_source(config: SourceConfig) -> Source:
@@ -84,8 +114,11 @@ class Agent:
         clock_ms: Callable[[], int] | None = None,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        transmit_retry_s: float = 3.0,
     ) -> None:
         self.config = config
+        # how long sound/silence keep trying a receiver that is not open (e.g. reconnecting)
+        self.transmit_retry_s = transmit_retry_s
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.profiles = (
             dict(profiles) if profiles is not None else load_profiles(config.profile_dirs)
@@ -99,6 +132,12 @@ class Agent:
             sources if sources is not None else [load_source(s) for s in config.sources]
         )
         self.outbox = Outbox(config.outbox.path, config.outbox.max_records)
+        self.command_book = CommandBook()
+        self._commands: queue.Queue[Any] = queue.Queue(COMMAND_QUEUE_SIZE)
+        self._command_thread: threading.Thread | None = None
+        self._command_counts = dict.fromkeys(
+            ("received", "executed", "duplicates", "rejected", "failed"), 0
+        )
         try:
             self.publisher = Publisher(
                 config.id,
@@ -110,6 +149,7 @@ class Agent:
                 reconnect_min_s=reconnect_min_s,
                 reconnect_max_s=reconnect_max_s,
                 clock_ms=self._clock_ms,
+                on_command=self._on_command,
             )
         except BaseException:  # e.g. an unreadable client certificate: no open file left
             self.outbox.close()
@@ -140,6 +180,10 @@ class Agent:
             raise RuntimeError(f"agent {self.config.id} already started")
         self._started_ms = self._clock_ms()
         self._probe = ProcessProbe()
+        self._command_thread = threading.Thread(
+            target=self._command_loop, name=f"agent-cmd-{self.config.id}", daemon=True
+        )
+        self._command_thread.start()
         self.publisher.start()
         self._worker = threading.Thread(
             target=self._work, name=f"agent-{self.config.id}", daemon=True
@@ -177,6 +221,9 @@ class Agent:
             return
         self._stopped = True
         self.stop_sources()
+        if self._command_thread is not None:  # after the radios: a command may still use one
+            self._commands.put(_STOP)
+            self._command_thread.join(5.0)
         self.publisher.stop(drain_timeout_s=drain_timeout_s)
         self.outbox.close()
 
@@ -199,12 +246,115 @@ class Agent:
                 self._accepted,
                 self._store_errors,
             )
+            commands = CommandStats(**self._command_counts)
         return AgentStats(
             *counts,
             present=len(self.aggregator.present()),
             outbox=self.outbox.stats(),
             publisher=self.publisher.stats(),
+            commands=commands,
         )
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _on_command(self, delivery: CommandDelivery) -> None:
+        """In the publisher thread: queue it; never block the MQTT connection."""
+        self._count_command("received")
+        try:
+            self._commands.put_nowait(delivery)
+        except queue.Full:
+            self._count_command("rejected")
+            self._log_once("commands", "command queue full: answering busy")
+            parsed = parse_command(delivery.payload)
+            self._answer(delivery, Ack(parsed.id, parsed.cmd, False, "busy", self._clock_ms()))
+
+    def _command_loop(self) -> None:
+        while True:
+            delivery = self._commands.get()
+            if delivery is _STOP:
+                return
+            try:
+                ack = self._command(delivery)
+            except Exception as exc:  # a bug here must not stop commands (nor the gateway)
+                log.exception("agent %s: command failed", self.config.id)
+                ack = Ack(None, None, False, f"internal error: {exc}", self._clock_ms())
+            self._answer(delivery, ack)
+
+    def _answer(self, delivery: CommandDelivery, ack: Ack) -> None:
+        self.publisher.publish_ack(encode_ack(ack))
+        self.publisher.settle(delivery)
+
+    def _command(self, delivery: CommandDelivery) -> Ack:
+        now = self._clock_ms()
+        parsed = parse_command(delivery.payload)
+        if isinstance(parsed, Rejected):
+            self._count_command("rejected")
+            self._log_once("commands", f"malformed command: {parsed.reason}")
+            raw = delivery.payload[:4096]
+            with contextlib.suppress(StorageError):
+                self.outbox.dead_letter("commands", parsed.reason, raw, {}, now)
+            return Ack(parsed.id, parsed.cmd, False, parsed.reason, now)
+        earlier = self.command_book.answered(parsed.id)
+        if earlier is not None:
+            self._count_command("duplicates")
+            return earlier
+        if parsed.expired(now):
+            self._count_command("rejected")
+            ack = Ack(parsed.id, parsed.cmd, False, "expired: not carried out", now)
+        else:
+            ack = self._carry_out(parsed, now)
+            self._count_command("executed")
+            if not ack.ok:
+                self._count_command("failed")
+        self.command_book.record(ack)
+        return ack
+
+    def _carry_out(self, command: Command, now: int) -> Ack:
+        if command.cmd == "ping":
+            return Ack(command.id, command.cmd, True, "pong", now)
+        targets = [
+            (source, source.transmit[command.cmd])
+            for source in self.sources
+            if isinstance(source, Transmitter) and command.cmd in source.transmit
+        ]
+        if not targets:
+            detail = f"no source can transmit {command.cmd!r} (set options.transmit)"
+            self._log_once("commands", detail)
+            return Ack(command.id, command.cmd, False, detail, self._clock_ms())
+        sent: list[str] = []
+        errors: dict[str, str] = {}
+        deadline = time.monotonic() + self.transmit_retry_s
+        while True:
+            for source, line in targets:
+                if source.name in sent:
+                    continue
+                try:
+                    source.send(line)
+                except ShouhuError as exc:
+                    errors[source.name] = exc.message
+                    continue
+                sent.append(source.name)
+                errors.pop(source.name, None)
+            if not errors or time.monotonic() >= deadline or self._stopped:
+                break
+            time.sleep(TRANSMIT_RETRY_EVERY_S)
+        failed = list(errors.values())
+        for message in failed:
+            self._log_once("commands", message)
+        parts = ([f"sent to {', '.join(sent)}"] if sent else []) + failed
+        log.info(
+            "agent %s: command %s (id %r, household %s): %s",
+            self.config.id,
+            command.cmd,
+            command.id,
+            command.household,
+            "; ".join(parts),
+        )
+        return Ack(command.id, command.cmd, not failed, "; ".join(parts), self._clock_ms())
+
+    def _count_command(self, what: str) -> None:
+        with self._lock:
+            self._command_counts[what] += 1
 
     # --- sources → queue ----------------------------------------------------------------------
 

@@ -18,10 +18,19 @@ Guarantees (docs/agent.md, "Delivery"):
   outbox is published again and the collector drops duplicates by ``(gw, seq)``;
 - reconnect with jittered exponential backoff (``reconnect_min_s`` 1 s .. ``reconnect_max_s``
   60 s); ``mqtts://`` always uses TLS with certificate and host name checks, never plaintext.
+
+Commands (with ``on_command``): on every connection the publisher subscribes (QoS 1) to its own
+``shouhu/v1/gw/{gw}/down/cmd`` and hands each message to ``on_command`` as a
+``CommandDelivery``; paho runs with ``manual_ack``, so the broker's copy is acknowledged only
+when the caller ``settle()``s it, after the command was carried out (a crash before that means
+"delivered again", never "lost"). ``publish_ack()`` queues the answer for
+``shouhu/v1/gw/{gw}/ack`` (QoS 1, in memory: answers queued while offline go out on the next
+connection, up to ``MAX_PENDING_ACKS``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -54,6 +63,7 @@ CONNACK_TIMEOUT_S: Final = 10.0
 SESSION_EXPIRY_S: Final = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our session
 ENVELOPE_OVERHEAD: Final = 96  # bytes of {"v":1,"gw":...,"sent":...,"records":[]}
 ROUTINE_STREAMS: Final = tuple(s for s in STREAMS if s not in URGENT_STREAMS)
+MAX_PENDING_ACKS: Final = 1_000  # command answers waiting for a connection; beyond, oldest go
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,17 @@ class PublisherStats:
     lag_ms: int | None  # at the last PUBACK: its time minus the newest record's ts
     ack_rtt_ms: int | None  # at the last PUBACK: publish → PUBACK
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDelivery:
+    """One message from ``down/cmd``; ``settle()`` it once it has been dealt with."""
+
+    payload: bytes
+    dup: bool  # the broker says it may have delivered this before
+    connection: int  # which client received it: a PUBACK goes only to that connection
+    mid: int
+    qos: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +156,17 @@ class Publisher:
         reconnect_max_s: float = 60.0,
         clock_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        on_command: Callable[[CommandDelivery], None] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.status_topic = wire.status_topic(gateway_id)
+        self.command_topic = wire.down_topic(gateway_id, "cmd")
+        self.ack_topic = wire.ack_topic(gateway_id)
+        self._on_command = on_command
+        # thread-safe hand-over from the command executor to the publisher thread
+        self._to_settle: collections.deque[CommandDelivery] = collections.deque()
+        self._acks_out: collections.deque[bytes] = collections.deque(maxlen=MAX_PENDING_ACKS)
+        self._client_no = 0  # numbers the paho clients (connections) of this publisher
         self.broker = broker
         self.outbox = outbox
         self.batching = batching or BatchingConfig()
@@ -207,6 +236,17 @@ class Publisher:
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._ever_connected.wait(timeout_s)
+
+    def settle(self, delivery: CommandDelivery) -> None:
+        """The command is dealt with: acknowledge it to the broker (thread-safe). A delivery of
+        a connection that has since dropped is not acknowledged: the broker sends it again."""
+        self._to_settle.append(delivery)
+        self.wake()
+
+    def publish_ack(self, payload: bytes) -> None:
+        """Queue a command answer for ``shouhu/v1/gw/{gw}/ack`` (thread-safe, never blocks)."""
+        self._acks_out.append(payload)
+        self.wake()
 
     def wait_drained(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty and nothing is in flight (tests, demo, shutdown)."""
@@ -290,6 +330,10 @@ class Publisher:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             reconnect_on_failure=False,
         )
+        self._client_no += 1
+        if self._on_command is not None:
+            client.manual_ack_set(True)
+            client.on_message = self._on_message
         client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES + 1)
         client.max_queued_messages_set(0)
         if self.broker.username is not None:
@@ -351,12 +395,15 @@ class Publisher:
             ts=self._clock_ms(),
         )
         client.publish(self.status_topic, online, qos=1, retain=True)
+        if self._on_command is not None:
+            client.subscribe(self.command_topic, qos=1)
         self._ever_connected.set()
         log.info("publisher %s: connected to %s", self.gateway_id, self.broker.url)
         while self._connected:
             if self._stop.is_set():
                 self._goodbye(client)
                 return
+            self._commands(client)
             deadline = self._pump(client)
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             if not self._io(client, timeout):
@@ -367,6 +414,7 @@ class Publisher:
         """Clean shutdown: drain what we can, say ``offline`` (retained), disconnect."""
         deadline = time.monotonic() + self._drain_timeout_s
         while self._connected and time.monotonic() < deadline:
+            self._commands(client)
             if self.outbox.depth() == 0 and not self._inflight:
                 break
             self._pump(client, flush=True)
@@ -434,6 +482,36 @@ class Publisher:
                 pass
         except (BlockingIOError, OSError):
             pass
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _commands(self, client: mqtt.Client) -> None:
+        """Publish queued answers, then acknowledge the commands they answer."""
+        while self._acks_out:
+            payload = self._acks_out[0]
+            info = client.publish(self.ack_topic, payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # the connection is going: they wait for the next one
+            self._acks_out.popleft()
+        while self._to_settle:
+            delivery = self._to_settle.popleft()
+            if delivery.connection == self._client_no and delivery.qos > 0:
+                client.ack(delivery.mid, delivery.qos)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        delivery = CommandDelivery(
+            bytes(msg.payload), bool(msg.dup), self._client_no, msg.mid, msg.qos
+        )
+        if msg.topic != self.command_topic or self._on_command is None:
+            client.ack(msg.mid, msg.qos)  # not something we subscribed to: let it go
+            return
+        try:
+            self._on_command(delivery)
+        except Exception:  # the handler's bug must not cost the connection; do not retry it
+            if "on_command" not in self._logged:
+                self._logged.add("on_command")
+                log.exception("publisher %s: command handler failed", self.gateway_id)
+            client.ack(msg.mid, msg.qos)
 
     # --- batching -----------------------------------------------------------------------------
 

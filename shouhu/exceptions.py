@@ -7,7 +7,8 @@
     ├── EnvelopeError                an MQTT payload breaks the wire contract
     ├── StorageError                 a database refused a write for good (bad data)
     │   └── StorageUnavailable       a database cannot be reached now: retry later, never drop
-    └── BrokerError                  the MQTT broker cannot be reached or refused us
+    ├── BrokerError                  the MQTT broker cannot be reached or refused us
+    └── DeviceError                  a radio or serial device is absent or refused a write
 
 Lower-layer errors (sqlite3, requests, paho, yaml, serial, nfc) are translated at the
 boundary with ``raise ... from exc`` so callers only ever catch these.
@@ -76,3 +77,7 @@ class BrokerError(ShouhuError):
     """The MQTT broker cannot be reached, or refused the connection."""
 
     exit_code = 3
+
+
+class DeviceError(ShouhuError):
+    """A radio or serial device is not there now, or refused what we sent it."""

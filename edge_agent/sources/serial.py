@@ -9,6 +9,9 @@ lines and lines that are not clean text are dropped and counted, never passed on
 Each complete line becomes ``RawFrame(source=name, ts=<ms when the line ended>,
 payload=<line without terminator>, meta={"port": port})``. Bursts of repeated RF frames are
 passed on as heard; the agent collapses them with ``edge_agent.decoders.serial.BurstFilter``.
+
+A receiver that can also transmit (RFLink) gets lines through ``send()``: the ``transmit``
+option names the line for each gateway command (``edge_agent.commands.parse_transmit``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any, Final
 
 import serial
 
+from edge_agent.commands import parse_transmit
 from edge_agent.sources.base import Emit
-from shouhu.exceptions import ConfigError
+from shouhu.exceptions import ConfigError, DeviceError
 from shouhu.model import RawFrame
 from shouhu.profiles import Profile
 
@@ -39,6 +43,7 @@ PARITIES: Final[Mapping[str, str]] = {
     "S": serial.PARITY_SPACE,
 }
 STOPBITS: Final[Mapping[str, float]] = {"1": 1, "1.5": 1.5, "2": 2}
+WRITE_TIMEOUT_S: Final = 2.0  # send() gives up on a receiver that does not take its line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +239,9 @@ class SerialSource:
     Options: ``port`` (a device path or pyserial URL), ``baudrate``, ``bytesize``, ``parity``,
     ``stopbits``, ``line_terminator`` ("\\n" or "\\r\\n"), ``max_line`` (4096), and
     ``profile`` (a profile id or ``Profile`` whose ``options.baud``/``framing`` are the
-    defaults). It survives the device being unplugged: reads fail, the port is closed, and it
-    is reopened with exponential backoff until the device is back.
+    defaults), ``transmit`` (``{sound: "10;...;", silence: "..."}``: lines ``send()`` writes
+    for gateway commands). It survives the device being unplugged: reads fail, the port is
+    closed, and it is reopened with exponential backoff until the device is back.
     """
 
     transport = "serial"
@@ -248,8 +254,11 @@ class SerialSource:
         self.options = SerialOptions.from_options(
             name, options, profile if isinstance(profile, Profile) else None
         )
+        self.transmit: Mapping[str, bytes] = parse_transmit(name, options.get("transmit"))
         self._assembler = LineAssembler(self.options.line_terminator, self.options.max_line)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one send() at a time; reads go on meanwhile
+        self._sent = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._emit: Emit | None = None
@@ -290,7 +299,27 @@ class SerialSource:
                 "dropped_lines": self._assembler.dropped_lines,
                 "port": self.options.port,
                 "last_error": self._last_error,
+                "sent": self._sent,
             }
+
+    def send(self, line: bytes) -> None:
+        """Write ``line`` to the receiver (thread-safe). Raises DeviceError when the port is
+        not open now or the write fails or times out (``WRITE_TIMEOUT_S``)."""
+        with self._write_lock:
+            with self._lock:
+                port = self._port
+            if port is None:
+                raise DeviceError(f"serial source {self.name}: {self.options.port} is not open")
+            try:
+                port.write(line)
+                port.flush()
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: the reader closed the port under us (device gone)
+                raise DeviceError(
+                    f"serial source {self.name}: write to {self.options.port} failed: {exc}"
+                ) from exc
+        with self._lock:
+            self._sent += 1
 
     # --- the thread -----------------------------------------------------------------------------
 
@@ -315,6 +344,7 @@ class SerialSource:
                 parity=opts.parity,
                 stopbits=opts.stopbits,
                 timeout=opts.read_timeout_s,
+                write_timeout=WRITE_TIMEOUT_S,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             self._note_error("open", f"cannot open {opts.port}: {exc}", count=False)
