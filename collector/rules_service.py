@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -364,7 +365,10 @@ class RulesService:
                 return [school_tap_point(school, direction, at)]  # type: ignore[arg-type]
             return []
         if isinstance(action, SendCommand):
-            self._send(wire.down_topic(action.gw, "cmd"), dict(action.command))
+            command = dict(action.command)
+            # the gateway executes an id once: a QoS 1 redelivery must not sound alarms twice
+            command.setdefault("id", uuid.uuid4().hex)
+            self._send(wire.down_topic(action.gw, "cmd"), command)
             return []
         if isinstance(action, Verdict):
             box = reg.patrol_box(action.box)
