@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 from collector.domain import Gateway, Household
-from collector.points import PlacedGateway
+from collector.points import PlacedGateway, Point, records_to_lines, to_line_protocol
 from shouhu.exceptions import ConfigError, ShouhuError, StorageError, StorageUnavailable
 from shouhu.model import Record
 
@@ -190,3 +190,35 @@ def option(
     if required and kind is str and not value:
         raise ConfigError(f"option {key!r} is empty", field=f"{writer}.{key}")
     return value
+
+
+class LineProtocolWriter:
+    """Shared half of the InfluxDB writers: records and points → line protocol → ``_write_lines``.
+
+    Subclasses send the lines (``/write`` or ``/api/v2/write``) and set ``gateway_lookup``.
+    """
+
+    gateway_lookup: GatewayLookup | None = None
+
+    def write(self, gw: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        gateway = self.gateway_lookup(gw) if self.gateway_lookup is not None else None
+        try:
+            lines = records_to_lines(gw, records, gateway=gateway)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
+        self._write_lines(lines)
+
+    def write_points(self, points: Sequence[Point]) -> None:
+        """Store points built elsewhere (``collector.derived``); same guarantees as ``write``."""
+        if not points:
+            return
+        try:
+            lines = [to_line_protocol(p) for p in points]
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"cannot write points: {exc}") from exc
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
+        raise NotImplementedError

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Required, TypedDict
 
 import requests
 
-from collector.points import Point, records_to_lines, to_line_protocol
-from collector.writers.base import GatewayLookup, error_for_status, option
+from collector.writers.base import GatewayLookup, LineProtocolWriter, error_for_status, option
 from shouhu.exceptions import StorageError, StorageUnavailable
-from shouhu.model import Record
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class InfluxV1Options(TypedDict, total=False):
     verify_tls: bool  # default true
 
 
-class InfluxV1Writer:
+class InfluxV1Writer(LineProtocolWriter):
     """``Writer`` for InfluxDB 1.x (and anything that serves ``/write`` the same way)."""
 
     kind = "influx_v1"
@@ -85,26 +83,6 @@ class InfluxV1Writer:
         if resp.status_code != 200:
             raise error_for_status(resp.status_code, resp.text, where=WHERE)
         self._create_database = False
-
-    def write(self, gw: str, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        gateway = self.gateway_lookup(gw) if self.gateway_lookup is not None else None
-        try:
-            lines = records_to_lines(gw, records, gateway=gateway)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
-        self._write_lines(lines)
-
-    def write_points(self, points: Sequence[Point]) -> None:
-        """Store points built elsewhere (``collector.derived``); same guarantees as ``write``."""
-        if not points:
-            return
-        try:
-            lines = [to_line_protocol(p) for p in points]
-        except (ValueError, TypeError) as exc:
-            raise StorageError(f"cannot write points: {exc}") from exc
-        self._write_lines(lines)
 
     def _write_lines(self, lines: list[str]) -> None:
         if self._create_database:

@@ -9,7 +9,7 @@ The write API is SYNCHRONOUS, so ``write`` returns only after the server accepte
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Required, TypedDict
 
 import urllib3.exceptions
@@ -18,10 +18,8 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from collector.points import Point, records_to_lines, to_line_protocol
-from collector.writers.base import GatewayLookup, error_for_status, option
-from shouhu.exceptions import StorageError, StorageUnavailable
-from shouhu.model import Record
+from collector.writers.base import GatewayLookup, LineProtocolWriter, error_for_status, option
+from shouhu.exceptions import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ def _body_text(exc: ApiException) -> str:
     return str(body or exc.reason or "")
 
 
-class InfluxV2Writer:
+class InfluxV2Writer(LineProtocolWriter):
     """``Writer`` for the InfluxDB v2 write API."""
 
     kind = "influx_v2"
@@ -73,26 +71,6 @@ class InfluxV2Writer:
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         # set by the collector when it has a registry: readings get their gateway's place
         self.gateway_lookup: GatewayLookup | None = None
-
-    def write(self, gw: str, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        gateway = self.gateway_lookup(gw) if self.gateway_lookup is not None else None
-        try:
-            lines = records_to_lines(gw, records, gateway=gateway)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StorageError(f"cannot map records of {gw} to points: {exc}") from exc
-        self._write_lines(lines)
-
-    def write_points(self, points: Sequence[Point]) -> None:
-        """Store points built elsewhere (``collector.derived``); same guarantees as ``write``."""
-        if not points:
-            return
-        try:
-            lines = [to_line_protocol(p) for p in points]
-        except (ValueError, TypeError) as exc:
-            raise StorageError(f"cannot write points: {exc}") from exc
-        self._write_lines(lines)
 
     def _write_lines(self, lines: list[str]) -> None:
         for start in range(0, len(lines), self.max_lines):
