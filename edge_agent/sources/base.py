@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
     "ble": "edge_agent.sources.ble:BleSource",
     "nfc": "edge_agent.sources.nfc:NfcSource",
     "serial": "edge_agent.sources.serial:SerialSource",
+    "script": "edge_agent.sources.script:ScriptSource",
 }
 
 
