@@ -16,6 +16,14 @@ the ``transmit`` line configured for them to every source that has one (a serial
 ``ping`` only answers. Every command is answered on ``.../ack`` and acknowledged to the broker
 after it was carried out; a repeated id is answered again but carried out once; a malformed
 command is answered ``ok: false`` and logged once.
+
+Profile bundles (``shouhu/v1/gw/{gw}/down/profiles``, ``edge_agent.bundles``) go through the
+same command thread: a bundle the trusted keys verify, with a newer serial, is stored (atomic
+write), then the decoder is swapped in one assignment (the worker reads ``self.decoder`` once
+per frame, so it sees the old set or the new one, never half of one), the retained status is
+republished and the bundle answered ``ok: true``; anything else is answered ``ok: false`` with
+the reason and the running profiles stay. At start a saved bundle, verified again, wins over
+the configured profiles.
 """
 
 from __future__ import annotations
@@ -31,6 +39,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 from edge_agent.aggregator import Aggregator
+from edge_agent.bundles import (
+    Accepted,
+    BundleState,
+    Refused,
+    Unchanged,
+    claimed_serial,
+    load_saved_bundle,
+    load_trusted_keys,
+    save_bundle,
+)
 from edge_agent.commands import Ack, Command, CommandBook, Rejected, encode_ack, parse_command
 from edge_agent.config import GatewayConfig, SourceConfig
 from edge_agent.decoders.dispatch import FrameDecoder
@@ -39,6 +57,7 @@ from edge_agent.health import ProcessProbe, health_reading
 from edge_agent.outbox import Outbox, OutboxStats
 from edge_agent.publisher import CommandDelivery, Publisher, PublisherStats
 from edge_agent.sources.base import SOURCES, Source
+from shouhu.bundle import Bundle
 from shouhu.exceptions import ConfigError, DecodeError, ShouhuError, StorageError
 from shouhu.model import RawFrame, Reading
 from shouhu.profiles import Profile, load_profiles
@@ -51,6 +70,13 @@ MAX_LOGGED_REASONS: Final = 1_000
 TRANSMIT_RETRY_EVERY_S: Final = 0.2
 COMMAND_QUEUE_SIZE: Final = 256  # commands waiting to be carried out; beyond, answered "busy"
 _STOP: Final = object()  # queue sentinel: sources are stopped, flush and end
+
+
+@dataclass(frozen=True, slots=True)
+class _BundleMessage:
+    """A ``down/profiles`` delivery waiting in the command queue (commands are bare)."""
+
+    delivery: CommandDelivery
 
 
 @runtime_checkable
@@ -120,9 +146,8 @@ class Agent:
         # how long sound/silence keep trying a receiver that is not open (e.g. reconnecting)
         self.transmit_retry_s = transmit_retry_s
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self.profiles = (
-            dict(profiles) if profiles is not None else load_profiles(config.profile_dirs)
-        )
+        self.bundles = BundleState(load_trusted_keys(config.trusted_keys))
+        self.profiles = self._initial_profiles(profiles)
         self.decoder = FrameDecoder(self.profiles)
         agg = config.aggregator
         self.aggregator = Aggregator(
@@ -150,6 +175,7 @@ class Agent:
                 reconnect_max_s=reconnect_max_s,
                 clock_ms=self._clock_ms,
                 on_command=self._on_command,
+                on_profiles=self._on_profiles,
             )
         except BaseException:  # e.g. an unreadable client certificate: no open file left
             self.outbox.close()
@@ -167,7 +193,7 @@ class Agent:
         self._dropped = 0
         self._unmatched = 0
         self._decode_errors = 0
-        # profile id -> filter collapsing the repeated frames of one RF burst (serial receivers)
+        # profile ref -> filter collapsing the repeated frames of one RF burst (serial receivers)
         self._bursts: dict[str, BurstFilter] = {}
         self._readings = 0
         self._accepted = 0
@@ -255,6 +281,73 @@ class Agent:
             commands=commands,
         )
 
+    # --- profile bundles ----------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Bundle | None:
+        """The bundle the gateway runs; None while it runs the shipped/configured profiles."""
+        return self.bundles.running
+
+    def _initial_profiles(self, given: Mapping[str, Profile] | None) -> dict[str, Profile]:
+        """A saved bundle that still verifies; else ``given``; else the configured dirs."""
+        saved = load_saved_bundle(self.config.bundle_file, self.bundles.trusted_keys)
+        if saved.bundle is not None:
+            self.bundles = BundleState(
+                self.bundles.trusted_keys, running=saved.bundle, running_digest=saved.digest
+            )
+            log.info(
+                "agent %s: running saved bundle %d (%d profiles) from %s",
+                self.config.id,
+                saved.bundle.serial,
+                len(saved.bundle.profiles),
+                self.config.bundle_file,
+            )
+            return dict(saved.bundle.profiles)
+        if saved.reason is not None:
+            log.warning("agent %s: not using the saved bundle: %s", self.config.id, saved.reason)
+        return dict(given) if given is not None else load_profiles(self.config.profile_dirs)
+
+    def _on_profiles(self, delivery: CommandDelivery) -> None:
+        """In the publisher thread: queue the bundle for the command thread."""
+        try:
+            self._commands.put_nowait(_BundleMessage(delivery))
+        except queue.Full:  # the retained bundle comes again with the next connection
+            self._log_once("profiles", "command queue full: bundle left for the next connection")
+            serial = claimed_serial(delivery.payload)
+            ack = Refused("busy: try again later", "", serial).ack(self._clock_ms())
+            self._answer(delivery, ack)
+
+    def _apply_bundle(self, payload: bytes) -> Ack | None:
+        """Decide, apply, remember; the answer, or None for a quiet repeat."""
+        decision = self.bundles.consider(payload)
+        if isinstance(decision, Unchanged):
+            return None
+        if isinstance(decision, Accepted):
+            try:
+                decoder = FrameDecoder(decision.bundle.profiles)  # decoders import now
+                save_bundle(self.config.bundle_file, payload)
+            except ShouhuError as exc:
+                # not remembered as refused: a disk that was full may have room next time
+                log.warning("agent %s: bundle not applied: %s", self.config.id, exc.one_line())
+                return Refused(exc.one_line(), decision.digest, decision.bundle.serial).ack(
+                    self._clock_ms()
+                )
+            with self._lock:
+                self.decoder = decoder
+                self.profiles = dict(decision.bundle.profiles)
+            self.bundles.record(decision)
+            self.publisher.set_profiles(decision.bundle.versions())
+            log.info(
+                "agent %s: applied bundle %d: %s",
+                self.config.id,
+                decision.bundle.serial,
+                ", ".join(f"{pid}@{v}" for pid, v in decision.bundle.versions().items()),
+            )
+            return decision.ack(self._clock_ms())
+        self.bundles.record(decision)
+        self._log_once("profiles", f"bundle refused: {decision.reason}")
+        return decision.ack(self._clock_ms())
+
     # --- commands -----------------------------------------------------------------------------
 
     def _on_command(self, delivery: CommandDelivery) -> None:
@@ -273,12 +366,26 @@ class Agent:
             delivery = self._commands.get()
             if delivery is _STOP:
                 return
+            if isinstance(delivery, _BundleMessage):
+                self._bundle_message(delivery.delivery)
+                continue
             try:
                 ack = self._command(delivery)
             except Exception as exc:  # a bug here must not stop commands (nor the gateway)
                 log.exception("agent %s: command failed", self.config.id)
                 ack = Ack(None, None, False, f"internal error: {exc}", self._clock_ms())
             self._answer(delivery, ack)
+
+    def _bundle_message(self, delivery: CommandDelivery) -> None:
+        try:
+            answer = self._apply_bundle(delivery.payload)
+        except Exception as exc:  # a bug here must not stop commands (nor the gateway)
+            log.exception("agent %s: applying a bundle failed", self.config.id)
+            serial = claimed_serial(delivery.payload)
+            answer = Refused(f"internal error: {exc}", "", serial).ack(self._clock_ms())
+        if answer is not None:
+            self.publisher.publish_ack(encode_ack(answer))
+        self.publisher.settle(delivery)
 
     def _answer(self, delivery: CommandDelivery, ack: Ack) -> None:
         self.publisher.publish_ack(encode_ack(ack))
@@ -428,9 +535,9 @@ class Agent:
                 self._unmatched += 1
             return []
         if profile.transport == "serial" and profile.alerts.debounce_s > 0:
-            burst = self._bursts.get(profile.id)
+            burst = self._bursts.get(profile.ref)  # by ref: a new version starts afresh
             if burst is None:
-                burst = self._bursts[profile.id] = BurstFilter(profile.alerts.debounce_s)
+                burst = self._bursts[profile.ref] = BurstFilter(profile.alerts.debounce_s)
             readings = [r for r in readings if burst.accept(r)]  # one reading per RF burst
         now = self._clock_ms()
         out: list[Reading] = []

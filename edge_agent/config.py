@@ -96,6 +96,8 @@ class GatewayConfig:
     site: str = ""
     sources: tuple[SourceConfig, ...] = ()
     profile_dirs: tuple[str, ...] | None = None  # None = the profiles shipped with Shouhu
+    trusted_keys: tuple[str, ...] = ()  # PEM public keys that may sign bundles; () = refuse all
+    bundle_path: str | None = None  # the last accepted bundle; None = next to the outbox
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
@@ -104,6 +106,14 @@ class GatewayConfig:
     @property
     def client_id(self) -> str:
         return self.broker.client_id or f"shouhu-gw-{self.id}"
+
+    @property
+    def bundle_file(self) -> Path:
+        """Where the accepted bundle is kept: ``profiles.bundle_path``, or beside the outbox
+        (``outbox.db`` → ``outbox.bundle.json``), so each agent of one process has its own."""
+        if self.bundle_path is not None:
+            return Path(self.bundle_path)
+        return Path(self.outbox.path).with_suffix(".bundle.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +188,7 @@ _BROKER_KEYS: Final = frozenset(
     | {"client_id", "keepalive", "protocol"}
 )
 _SOURCE_KEYS: Final = frozenset({"name", "type", "options"})
-_PROFILES_KEYS: Final = frozenset({"dirs"})
+_PROFILES_KEYS: Final = frozenset({"dirs", "trusted_keys", "bundle_path"})
 _OUTBOX_KEYS: Final = frozenset({"path", "max_records"})
 _BATCHING_KEYS: Final = frozenset({"max_records", "max_bytes", "max_age_ms"})
 _AGGREGATOR_KEYS: Final = frozenset({"update_interval_s", "away_timeout_s", "ema_alpha"})
@@ -292,6 +302,20 @@ def _parse_profile_dirs(check: _Check, doc: Mapping[str, Any]) -> tuple[str, ...
     return tuple(dirs)
 
 
+def _parse_trusted_keys(check: _Check, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """PEM files of the keys that may sign bundles, each checked to be an Ed25519 public key."""
+    section = check.section(doc, "profiles", _PROFILES_KEYS)
+    paths = section.get("trusted_keys")
+    if paths is None:
+        return ()
+    from edge_agent.bundles import load_trusted_keys  # cryptography: only when keys are given
+
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise check.fail("profiles.trusted_keys", "must be a list of PEM public key files")
+    load_trusted_keys(paths, check.source)
+    return tuple(paths)
+
+
 def parse_config(doc: Any, source: str | None = None) -> GatewayConfig:
     """Check a parsed YAML document and build the config, or raise ConfigError naming the field."""
     check = _Check(source)
@@ -319,12 +343,15 @@ def parse_config(doc: Any, source: str | None = None) -> GatewayConfig:
     batching = check.section(doc, "batching", _BATCHING_KEYS)
     aggregator = check.section(doc, "aggregator", _AGGREGATOR_KEYS)
     health = check.section(doc, "health", _HEALTH_KEYS)
+    profiles = check.section(doc, "profiles", _PROFILES_KEYS)
     return GatewayConfig(
         id=gw_id,
         site=site,
         broker=_parse_broker(check, doc),
         sources=_parse_sources(check, doc),
         profile_dirs=_parse_profile_dirs(check, doc),
+        trusted_keys=_parse_trusted_keys(check, doc),
+        bundle_path=check.string(profiles, "bundle_path", "profiles"),
         outbox=OutboxConfig(
             path=outbox_path,
             max_records=check.integer(outbox, "max_records", "outbox", 200_000),

@@ -26,6 +26,13 @@ when the caller ``settle()``s it, after the command was carried out (a crash bef
 "delivered again", never "lost"). ``publish_ack()`` queues the answer for
 ``shouhu/v1/gw/{gw}/ack`` (QoS 1, in memory: answers queued while offline go out on the next
 connection, up to ``MAX_PENDING_ACKS``).
+
+Profile bundles (with ``on_profiles``): the publisher also subscribes (QoS 1) to its own
+``shouhu/v1/gw/{gw}/down/profiles``; the retained bundle comes on every connection and is handed
+to ``on_profiles`` the same way (``settle()`` it, answer with ``publish_ack()``).
+``set_profiles()`` changes the profile versions the status reports and republishes the retained
+``online`` status (the Last Will of the current connection keeps the old versions until the
+next connection).
 """
 
 from __future__ import annotations
@@ -157,12 +164,16 @@ class Publisher:
         clock_ms: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         on_command: Callable[[CommandDelivery], None] | None = None,
+        on_profiles: Callable[[CommandDelivery], None] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.status_topic = wire.status_topic(gateway_id)
         self.command_topic = wire.down_topic(gateway_id, "cmd")
+        self.profiles_topic = wire.down_topic(gateway_id, "profiles")
         self.ack_topic = wire.ack_topic(gateway_id)
         self._on_command = on_command
+        self._on_profiles = on_profiles
+        self._status_changed = threading.Event()  # set_profiles(): republish the status
         # thread-safe hand-over from the command executor to the publisher thread
         self._to_settle: collections.deque[CommandDelivery] = collections.deque()
         self._acks_out: collections.deque[bytes] = collections.deque(maxlen=MAX_PENDING_ACKS)
@@ -248,6 +259,18 @@ class Publisher:
         self._acks_out.append(payload)
         self.wake()
 
+    def set_profiles(self, profiles: Mapping[str, int]) -> None:
+        """The gateway now runs these profile versions: republish the retained status
+        (thread-safe, never blocks; while offline it goes out with the next connection)."""
+        with self._lock:
+            self.profiles = dict(profiles)
+        self._status_changed.set()
+        self.wake()
+
+    def _profile_versions(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.profiles)
+
     def wait_drained(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty and nothing is in flight (tests, demo, shutdown)."""
         deadline = time.monotonic() + timeout_s
@@ -331,7 +354,7 @@ class Publisher:
             reconnect_on_failure=False,
         )
         self._client_no += 1
-        if self._on_command is not None:
+        if self._on_command is not None or self._on_profiles is not None:
             client.manual_ack_set(True)
             client.on_message = self._on_message
         client.max_inflight_messages_set(MAX_INFLIGHT_BATCHES + 1)
@@ -342,7 +365,7 @@ class Publisher:
             client.tls_set_context(self._tls)
             client.tls_insecure_set(False)
         offline = wire.encode_status(
-            "offline", agent_version=self.agent_version, profiles=self.profiles
+            "offline", agent_version=self.agent_version, profiles=self._profile_versions()
         )
         client.will_set(self.status_topic, offline, qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -388,15 +411,18 @@ class Publisher:
         self._held.clear()
         self._routine_since = None
         self._logged.clear()
-        online = wire.encode_status(
-            "online",
-            agent_version=self.agent_version,
-            profiles=self.profiles,
-            ts=self._clock_ms(),
-        )
-        client.publish(self.status_topic, online, qos=1, retain=True)
-        if self._on_command is not None:
-            client.subscribe(self.command_topic, qos=1)
+        self._status_changed.clear()
+        self._publish_online(client)
+        subscriptions = [
+            (topic, 1)
+            for topic, handler in (
+                (self.command_topic, self._on_command),
+                (self.profiles_topic, self._on_profiles),
+            )
+            if handler is not None
+        ]
+        if subscriptions:
+            client.subscribe(subscriptions)
         self._ever_connected.set()
         log.info("publisher %s: connected to %s", self.gateway_id, self.broker.url)
         while self._connected:
@@ -420,7 +446,10 @@ class Publisher:
             self._pump(client, flush=True)
             self._io(client, 0.05)
         offline = wire.encode_status(
-            "offline", agent_version=self.agent_version, profiles=self.profiles, ts=self._clock_ms()
+            "offline",
+            agent_version=self.agent_version,
+            profiles=self._profile_versions(),
+            ts=self._clock_ms(),
         )
         info = client.publish(self.status_topic, offline, qos=1, retain=True)
         self._status_mid = info.mid
@@ -485,8 +514,20 @@ class Publisher:
 
     # --- commands -----------------------------------------------------------------------------
 
+    def _publish_online(self, client: mqtt.Client) -> None:
+        online = wire.encode_status(
+            "online",
+            agent_version=self.agent_version,
+            profiles=self._profile_versions(),
+            ts=self._clock_ms(),
+        )
+        client.publish(self.status_topic, online, qos=1, retain=True)
+
     def _commands(self, client: mqtt.Client) -> None:
-        """Publish queued answers, then acknowledge the commands they answer."""
+        """Publish a changed status and queued answers, then acknowledge what they answer."""
+        if self._status_changed.is_set():
+            self._status_changed.clear()
+            self._publish_online(client)
         while self._acks_out:
             payload = self._acks_out[0]
             info = client.publish(self.ack_topic, payload, qos=1)
@@ -502,11 +543,15 @@ class Publisher:
         delivery = CommandDelivery(
             bytes(msg.payload), bool(msg.dup), self._client_no, msg.mid, msg.qos
         )
-        if msg.topic != self.command_topic or self._on_command is None:
+        handler = {
+            self.command_topic: self._on_command,
+            self.profiles_topic: self._on_profiles,
+        }.get(msg.topic)
+        if handler is None:
             client.ack(msg.mid, msg.qos)  # not something we subscribed to: let it go
             return
         try:
-            self._on_command(delivery)
+            handler(delivery)
         except Exception:  # the handler's bug must not cost the connection; do not retry it
             if "on_command" not in self._logged:
                 self._logged.add("on_command")
