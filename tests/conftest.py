@@ -1,6 +1,6 @@
 """Shared fixtures: private real services (started lazily, once per session) and unique names.
 
-A test that asks for ``mosquitto``, ``influxdb1`` or ``victoria`` gets the ``services`` marker
+A test that asks for ``mosquitto``, ``influxdb1``, ``victoria`` or ``postgres`` gets the ``services`` marker
 automatically, so ``pytest -m "not services"`` runs everything that needs no server.
 A test that stops or kills a session service must start it again before it ends (use
 ``service.restart()`` in a ``finally``) or create its own instance from ``tests/services.py``.
@@ -18,9 +18,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import InfluxDB1, Mosquitto, VictoriaMetrics  # noqa: E402
+from services import InfluxDB1, Mosquitto, PostgreSQL, VictoriaMetrics  # noqa: E402
 
-SERVICE_FIXTURES = frozenset({"mosquitto", "influxdb1", "victoria"})
+SERVICE_FIXTURES = frozenset({"mosquitto", "influxdb1", "victoria", "postgres"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,6 +49,14 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
     """A private VictoriaMetrics (``.url``; ``.force_flush()`` before reading back)."""
     server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
+    """A private PostgreSQL (``.url``; ``.create_database(name)`` for a fresh database)."""
+    server = PostgreSQL(tmp_path_factory.mktemp("postgres"))
     with server:
         yield server
 

@@ -14,6 +14,7 @@ CI installs the binaries; a missing one fails (never skips) with the apt-get lin
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pwd
 import shutil
@@ -44,12 +45,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def find_binary(*candidates: str) -> str:
+def find_binary(*candidates: str, hint: str = INSTALL_HINT) -> str:
     for candidate in candidates:
         found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if found:
             return found
-    raise ServiceError(f"{candidates[0]} not found; {INSTALL_HINT}")
+    raise ServiceError(f"{candidates[0]} not found; {hint}")
 
 
 def _http_status(url: str, timeout: float = 1.0) -> int | None:
@@ -68,9 +69,12 @@ class Service:
     name = "service"
     binaries: tuple[str, ...] = ()
     port_names: tuple[str, ...] = ("port",)
+    stop_signal = signal.SIGTERM  # the server's "shut down cleanly, now" signal
+    run_as: str | None = None  # an OS user to run the server as (set when root is refused)
+    install_hint = INSTALL_HINT
 
     def __init__(self, workdir: Path | None = None) -> None:
-        self.binary = find_binary(*self.binaries)
+        self.binary = find_binary(*self.binaries, hint=self.install_hint)
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"shouhu-{self.name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +145,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,  # our signals reach this process only
+                user=self.run_as,
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
         delay = 0.02
@@ -167,7 +172,7 @@ class Service:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(self.stop_signal)
         try:
             proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -366,3 +371,177 @@ class VictoriaMetrics(Service):
         """Make just-written samples visible to queries and exports now."""
         with contextlib.suppress(OSError):
             urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5).close()
+
+
+POSTGRES_HINT = "install it: apt-get install -y postgresql"
+
+
+def postgres_bin_dir() -> Path:
+    """Debian's versioned PostgreSQL binaries (``/usr/lib/postgresql/15/bin``), newest first."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+        reverse=True,
+    )
+    if not found:
+        raise ServiceError(f"postgres not found under /usr/lib/postgresql/*/bin; {POSTGRES_HINT}")
+    return Path(found[0]).parent
+
+
+class PostgreSQL(Service):
+    """A private PostgreSQL cluster: loopback TCP on a free port, its unix socket in its own dir
+    (never the system one in /var/run/postgresql), trust authentication for ``postgres``.
+
+    PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres`` OS
+    user and lives in its own temp dir (pytest's temp dirs are private to root); the log stays in
+    ``workdir``. ``stop()`` is a *fast* shutdown (SIGINT): the default "smart" one would wait for
+    every client to disconnect. ``fsync=off``: a killed server keeps its data (the OS page cache
+    has it), only a power cut would lose some, which tests never cause.
+
+        with PostgreSQL() as pg:
+            url = pg.create_database("registry_x")   # postgresql://postgres@127.0.0.1:PORT/registry_x
+    """
+
+    name = "postgres"
+    stop_signal = signal.SIGINT
+    install_hint = POSTGRES_HINT
+    superuser = "postgres"
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self.bin_dir = postgres_bin_dir()
+        self.binaries = (str(self.bin_dir / "postgres"),)
+        self.initdb = find_binary(str(self.bin_dir / "initdb"), hint=POSTGRES_HINT)
+        self.pg_isready = find_binary(str(self.bin_dir / "pg_isready"), hint=POSTGRES_HINT)
+        super().__init__(workdir)
+        if os.geteuid() == 0:
+            self.run_as = "postgres"
+            self.cluster_dir = Path(tempfile.mkdtemp(prefix="shouhu-pgdata-"))
+            shutil.chown(self.cluster_dir, user="postgres", group="postgres")
+        else:
+            self.cluster_dir = self.workdir / "cluster"
+            self.cluster_dir.mkdir(exist_ok=True)
+        self.data_dir = self.cluster_dir / "data"
+        self.socket_dir = self.cluster_dir / "socket"
+
+    @property
+    def url(self) -> str:
+        return self.database_url("postgres")
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{database}"
+
+    def _initdb(self) -> None:
+        """Create the cluster once; a restart reuses it."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        with open(self.log_path, "ab") as log:
+            done = subprocess.run(
+                [
+                    self.initdb,
+                    f"--pgdata={self.data_dir}",
+                    f"--username={self.superuser}",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.cluster_dir,
+                user=self.run_as,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed; log {self.log_path}:\n" + self.log_tail())
+
+    def command(self) -> list[str]:
+        self._initdb()
+        self.socket_dir.mkdir(exist_ok=True)
+        if self.run_as:
+            shutil.chown(self.socket_dir, user=self.run_as)
+        return [
+            self.binary,
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "shared_buffers=16MB",
+            "-c",
+            "max_connections=60",
+            "-c",
+            "logging_collector=off",
+        ]
+
+    def is_ready(self) -> bool:
+        done = subprocess.run(
+            [
+                self.pg_isready,
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.superuser,
+                "-d",
+                "postgres",
+                "-t",
+                "1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster *and* its backends (its process group), as a crash would."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        super().kill()
+
+    def create_database(self, name: str, *, icu_locale: str | None = None) -> str:
+        """A fresh, empty database; returns its URL. ``name`` must be a plain identifier.
+
+        ``icu_locale`` (``"en-US"``) gives it a natural-language collation, as production
+        databases often have (the cluster itself is ``C.UTF-8``, code point order)."""
+        if not name.replace("_", "").isalnum() or not name.isascii():
+            raise ValueError(f"not a plain database name: {name!r}")
+        if icu_locale is not None and not icu_locale.replace("-", "").isalnum():
+            raise ValueError(f"not an ICU locale: {icu_locale!r}")
+        import psycopg
+
+        options = (
+            f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'"
+            if icu_locale
+            else ""
+        )
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"{options}')
+        return self.database_url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, disconnecting whoever still uses it (PostgreSQL 13+)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        super().close()
+        if self.run_as:
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)

@@ -4,6 +4,9 @@ Portable on purpose: only TEXT, INTEGER and REAL columns, lists of names stored 
 schedules stored as their text form (``"Mon-Fri 21:00-06:00"``), references to other rows as
 link tables with foreign keys (so a gateway still in use cannot be removed by accident).
 ``"order"`` is a reserved word in SQL, so a contact's escalation order is ``position``.
+The statements are written in SQLite's terms; on PostgreSQL, ``Dialect.ddl`` in ``store.py``
+widens the column types (INTEGER to BIGINT, REAL to DOUBLE PRECISION, TEXT compared by code
+point) so values read back the same from either database.
 
 The schema only grows through ``MIGRATIONS``: each entry is the version it brings the database
 to and the statements that do it; ``schema_version`` records the highest one applied.

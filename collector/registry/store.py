@@ -1,16 +1,17 @@
 """The registry database: gateways, wearers, AEDs, households, patrol boxes, schools, contacts.
 
 ``RegistryStore(url)`` opens SQLite (a path or ``sqlite:///path``; the default) or PostgreSQL
-(``postgresql://...``, when several collectors share the work; needs the ``psycopg`` driver,
-which Shouhu does not install). Both run the same SQL from ``schema.py``; the few differences
-live in ``DIALECTS``. Every read returns the frozen values of ``collector.domain``; every write
+(``postgresql://...`` through psycopg 3, when several collectors share the work). Both run the
+same SQL from ``schema.py``; the few differences live in ``DIALECTS``. Every read returns the frozen values of ``collector.domain``; every write
 bumps one counter so a collector can poll ``changes()`` and reload its ``snapshot()`` only when
 something changed. Personal data stays in this database, never in MQTT or InfluxDB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -187,20 +188,48 @@ def _jsonable(name: str, v: Any) -> Any:
 # --- the dialect table: everything that differs between SQLite and PostgreSQL -----------------
 
 
+# One key for PostgreSQL's advisory lock that serializes registry writes across collectors.
+REGISTRY_LOCK_KEY: Final = 0x5348_5247  # "SHRG"
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     name: str
     placeholder: str  # DB-API paramstyle: sqlite3 "qmark", psycopg "format"
-    begin_write: str  # SQLite takes the write lock up front so two writers never deadlock
+    # Writers take one lock up front, so two writers never deadlock and each sees every write
+    # committed before it (SQLite: the database write lock; PostgreSQL: an advisory lock).
+    begin_write: tuple[str, ...]
+    # Reads see one instant (a snapshot() must not mix two versions of the registry).
+    begin_read: str
+    # (pattern, replacement) applied to the schema's column types: SQLite's INTEGER is 64-bit and
+    # REAL is a double, PostgreSQL's are 32-bit; SQLite compares TEXT by code point, PostgreSQL
+    # by the database's locale unless told "C".
+    column_types: tuple[tuple[str, str], ...] = ()
 
     def sql(self, text: str) -> str:
         """Our SQL is written with ``?``; the driver may want ``%s``."""
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
+    def ddl(self, statement: str) -> str:
+        """A schema statement with this database's column types."""
+        for pattern, replacement in self.column_types:
+            statement = re.sub(pattern, replacement, statement)
+        return statement
+
 
 DIALECTS: Final[dict[str, Dialect]] = {
-    "sqlite": Dialect("sqlite", "?", "BEGIN IMMEDIATE"),
-    "postgresql": Dialect("postgresql", "%s", "BEGIN"),
+    "sqlite": Dialect("sqlite", "?", ("BEGIN IMMEDIATE",), "BEGIN"),
+    "postgresql": Dialect(
+        "postgresql",
+        "%s",
+        ("BEGIN", f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK_KEY})"),
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        (
+            (r"\bINTEGER\b", "BIGINT"),
+            (r"\bREAL\b", "DOUBLE PRECISION"),
+            (r"\bTEXT\b", 'TEXT COLLATE "C"'),
+        ),
+    ),
 }
 
 
@@ -210,6 +239,11 @@ class _Connection:
     dialect: Dialect
     integrity_errors: tuple[type[BaseException], ...]  # the data is at fault
     unavailable_errors: tuple[type[BaseException], ...]  # the database is, for now
+
+    @property
+    def broken(self) -> bool:
+        """The server went away under this connection (psycopg knows; sqlite3 never is)."""
+        return bool(getattr(self.conn, "broken", False))
 
 
 def _sqlite_path(url: str) -> str:
@@ -223,18 +257,22 @@ def _sqlite_path(url: str) -> str:
 def _connect(url: str) -> _Connection:
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            import psycopg  # type: ignore[import-not-found]
+            import psycopg
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 "a postgresql:// registry needs the psycopg driver",
                 hint="pip install 'psycopg[binary]', or use a SQLite path",
             ) from exc
         try:
-            conn = psycopg.connect(url, autocommit=True)
+            pg_conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"cannot reach the registry database: {exc}") from exc
         return _Connection(
-            conn, DIALECTS["postgresql"], (psycopg.IntegrityError,), (psycopg.OperationalError,)
+            pg_conn,
+            DIALECTS["postgresql"],
+            # DataError: text with a NUL byte, a number out of range: the value is at fault
+            (psycopg.IntegrityError, psycopg.DataError),
+            (psycopg.OperationalError,),
         )
     path = _sqlite_path(url)
     try:
@@ -322,9 +360,10 @@ class RegistryStore:
         self.close()
 
     def _migrate(self) -> None:
+        dialect = self._c.dialect
         with self._lock, self._translated():
-            cur = self._c.conn.cursor()
-            cur.execute(SCHEMA_VERSION_TABLE)
+            with self._transaction(write=True, count=False) as tx:
+                tx.run(dialect.ddl(SCHEMA_VERSION_TABLE))
             current = self.schema_version()
             latest = MIGRATIONS[-1][0]
             if current > latest:
@@ -341,7 +380,7 @@ class RegistryStore:
                     if done:
                         continue
                     for statement in statements:
-                        tx.run(statement)
+                        tx.run(dialect.ddl(statement))
                     tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     def schema_version(self) -> int:
@@ -360,11 +399,22 @@ class RegistryStore:
 
     @contextmanager
     def _transaction(self, *, write: bool, count: bool = True) -> Iterator[_Tx]:
-        """One transaction; a write bumps the change counter; any error rolls everything back."""
+        """One transaction; a write bumps the change counter; any error rolls everything back.
+
+        A connection the server dropped (a restart, a failover) is replaced here, so the store
+        is usable again as soon as the database is; the call that found it dropped fails with
+        StorageUnavailable.
+        """
         with self._lock, self._translated():
+            if self._c.broken:
+                with contextlib.suppress(*self._c.unavailable_errors):
+                    self._c.conn.close()
+                self._c = _connect(self.url)
+            dialect = self._c.dialect
             cursor = self._c.conn.cursor()
-            cursor.execute(self._c.dialect.begin_write if write else "BEGIN")
-            tx = _Tx(cursor, self._c.dialect)
+            for statement in dialect.begin_write if write else (dialect.begin_read,):
+                cursor.execute(statement)
+            tx = _Tx(cursor, dialect)
             try:
                 yield tx
                 if write and count:
@@ -374,7 +424,9 @@ class RegistryStore:
                     )
                 cursor.execute("COMMIT")
             except BaseException:
-                cursor.execute("ROLLBACK")
+                # a dead connection cannot roll back; the server already has
+                with contextlib.suppress(*self._c.unavailable_errors):
+                    cursor.execute("ROLLBACK")
                 raise
 
     # --- change tracking and snapshot ---------------------------------------------------------
