@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 from http_receiver import HttpReceiver, Request
+from mqtt_peers import GatewayClient
 
 from collector.config import CollectorConfig, parse_config
 from collector.domain import (
@@ -49,7 +50,6 @@ from collector.registry.store import Entity, RegistryStore
 from collector.writers.sqlite import SqliteWriter
 from shouhu import wire
 from shouhu.cli import main
-from shouhu.model import Record
 
 ALL_DAYS = frozenset(range(7))
 _ids = itertools.count(1)
@@ -73,40 +73,6 @@ def until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 # --- the far ends: gateways, subscribers, people ----------------------------------------------
-
-
-class GatewayClient:
-    """A paho client that publishes what a gateway would: batch envelopes and retained status."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._seq: dict[str, itertools.count[int]] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("gwpub"))
-        self.client.connect(host, port)
-        self.client.loop_start()
-
-    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(5)
-        assert info.is_published()
-
-    def send(
-        self, gw: str, kind: str, profile: str, device: str, data: dict[str, Any], ts: int = 0
-    ) -> Record:
-        seq = next(self._seq.setdefault(gw, itertools.count(1)))
-        record = Record(seq, ts or now_ms(), kind, profile, device, data)  # type: ignore[arg-type]
-        self._publish(wire.up_topic(gw, kind), wire.encode_batch(gw, [record], sent=now_ms()))
-        return record
-
-    def status(self, gw: str, state: str) -> None:
-        body = wire.encode_status(state, agent_version="test", ts=now_ms())
-        self._publish(wire.status_topic(gw), body, retain=True)
-
-    def clear_status(self, gw: str) -> None:
-        self._publish(wire.status_topic(gw), b"", retain=True)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Listener:
