@@ -23,7 +23,7 @@ PROTOCOLS: Final = ("3.1.1", "5")
 DEFAULT_CLIENT_ID: Final = "shouhu-collector"
 DEFAULT_REGISTRY_NAME: Final = "registry.sqlite"  # beside the state database
 # Any of these sections switches the rule engine, alerts and notifications on.
-RULE_SECTIONS: Final = ("rules", "registry", "alerts", "notify")
+RULE_SECTIONS: Final = ("rules", "registry", "alerts", "notify", "rules_state")
 
 
 class CollectorConfigDoc(TypedDict, total=False):
@@ -38,6 +38,7 @@ class CollectorConfigDoc(TypedDict, total=False):
     rules: dict[str, Any]
     alerts: dict[str, Any]
     notify: dict[str, Any]
+    rules_state: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,9 @@ class RulesConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     notify_attempts: int = 3
     notify_backoff_s: float = 2.0
+    # ``rules_state.url``: several collectors share the rules through this PostgreSQL database
+    # (collector/rules_shared.py); None: this collector runs them alone, state in its state db
+    shared_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +279,28 @@ def _parse_lifecycle(section: Mapping[str, Any], source: str | None) -> Lifecycl
     )
 
 
+def _parse_rules_state(
+    doc: Mapping[str, Any], registry_path: str, source: str | None
+) -> str | None:
+    """``rules_state: {url: postgresql://...}``; without ``url`` a PostgreSQL registry's URL."""
+    if "rules_state" not in doc:
+        return None
+    section = _mapping(doc, "rules_state", source)
+    for key in section:
+        if key != "url":
+            raise ConfigError("unknown option", field=f"rules_state.{key}", source=source,
+                              hint="rules_state takes only url")  # fmt: skip
+    url = _opt_str(section, "url", "rules_state", source) or registry_path
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"must be a postgresql:// URL, got {url!r}",
+            field="rules_state.url",
+            source=source,
+            hint="set rules_state.url, or use a postgresql:// registry.path to share that one",
+        )
+    return url
+
+
 def _parse_rules(doc: Mapping[str, Any], state_path: str, source: str | None) -> RulesConfig | None:
     """The rule sections, or None when the file has none of them (ingest only)."""
     if not any(key in doc for key in RULE_SECTIONS):
@@ -302,6 +328,7 @@ def _parse_rules(doc: Mapping[str, Any], state_path: str, source: str | None) ->
     )
     return RulesConfig(
         registry=registry_path,
+        shared_state=_parse_rules_state(doc, registry_path, source),
         engine=engine,
         lifecycle=_parse_lifecycle(_mapping(doc, "alerts", source), source),
         notify_attempts=attempts,

@@ -18,6 +18,12 @@ the acknowledgement; gateway status goes to ``on_status``. A failing rules step 
 per error type), counted (``rules_errors``) and the message is still acknowledged: its records
 are stored, and redelivering them would only make the dedup filter drop them. Alerts and
 gateway commands are published through this collector's own MQTT client (QoS 1).
+
+Shared rules (``rules_state.url``, collector/rules_shared.py): instead of running the rules,
+the rule inputs of each message (its stored records, a gateway's status) are appended to the
+shared PostgreSQL inbox before the acknowledgement; while that database is unavailable the
+message is held and retried like a database outage. Whichever collector holds the leader lock
+runs the rules on the inbox.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
     from collector.registry.store import RegistryStore
     from collector.rules.actions import Rejected
     from collector.rules_service import RulesService
+    from collector.rules_shared import InboxEntry, SharedRules
     from collector.writers.base import Writer
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,7 @@ class CollectorStats:
     notified: int = 0  # notifications the channels took
     notify_failed: int = 0  # delivery attempts that failed (each retry counts)
     rules_errors: int = 0  # rules steps that raised (the records were stored and acked)
+    rules_leader: bool | None = None  # shared rules: this collector leads (None: not shared)
 
     def line(self) -> str:
         """One status line for humans."""
@@ -109,6 +117,8 @@ class CollectorStats:
             )
             if self.rules_errors:
                 text += f" rules-errors {self.rules_errors}"
+            if self.rules_leader is not None:
+                text += " | rules leader" if self.rules_leader else " | rules follower"
         return text
 
 
@@ -218,7 +228,8 @@ class Collector:
         self._on_stored = on_stored  # extra hook: called after a durable write (and the rules)
         self._rules_logged: set[str] = set()  # error types of failed rules steps already logged
         self._publishes: collections.deque[mqtt.MQTTMessageInfo] = collections.deque(maxlen=256)
-        self.rules: RulesService | None = None
+        self.rules: RulesService | None = None  # in-process rules (no rules_state)
+        self.shared_rules: SharedRules | None = None  # rules_state: inbox + leader election
         self.notifier: Notifier | None = None
         self.alert_store: AlertStore | None = None
         self.registry: RegistryStore | None = None
@@ -254,12 +265,20 @@ class Collector:
         from collector.alerts.notifier import Notifier
         from collector.alerts.store import AlertStore
         from collector.registry.store import RegistryStore
-        from collector.rules_service import RulesService
         from shouhu.profiles import load_profiles
 
         engine = rc.engine.with_profiles(load_profiles().values())
         self.registry = RegistryStore(rc.registry)
-        self.alert_store = AlertStore(self.config.state_path, clock=clock)
+        if rc.shared_state is not None:
+            from collector.rules_shared import SharedRules
+
+            self.shared_rules = SharedRules(
+                rc.shared_state, self._make_rules_service, holder=self.config.broker.client_id,
+                clock=clock,
+            )  # fmt: skip
+            self.alert_store = self.shared_rules.store
+        else:
+            self.alert_store = AlertStore(self.config.state_path, clock=clock)
         self._deliveries = DeliveryCounter(self.alert_store)
         self.notifier = Notifier(
             self._deliveries,
@@ -267,14 +286,26 @@ class Collector:
             backoff_s=rc.notify_backoff_s,
             clock=clock,
         )
-        self.rules = RulesService(
-            engine,
+        self._rules_engine_config = engine
+        self._rules_clock = clock
+        if self.shared_rules is None:
+            self.rules = self._make_rules_service(self.alert_store)
+
+    def _make_rules_service(self, store: AlertStore) -> RulesService:
+        """The rules service on ``store``, starting from the state saved there."""
+        from collector.rules_service import RulesService
+
+        rc, notifier = self.config.rules, self.notifier
+        assert rc is not None and notifier is not None and self.registry is not None
+        notifier.on_delivered = None  # the new service measures latency from now on
+        return RulesService(
+            self._rules_engine_config,
             self.registry,
-            self.alert_store,
-            self.notifier,
+            store,
+            notifier,
             self._publish,
             self.writer,
-            clock,
+            self._rules_clock,
             lifecycle=rc.lifecycle,
             dead_letter=self._dead_letter_rejected,
         )
@@ -384,6 +415,8 @@ class Collector:
         self._client.loop_start()
         if self.rules is not None:
             self.rules.start()  # the tick thread: timers, escalations, ack/resolve requests
+        if self.shared_rules is not None:
+            self.shared_rules.start()  # leader election; the leader runs and ticks the rules
         self._worker = threading.Thread(target=self._work, name="collector-ingest", daemon=True)
         self._worker.start()
 
@@ -415,7 +448,12 @@ class Collector:
         self._client.loop_stop()
         self._connected.clear()
         closeables: list[Any] = [self.writer, self.dedup, self.dead_letters, self.status_book]
-        closeables += [c for c in (self.alert_store, self.registry) if c is not None]
+        if self.shared_rules is not None:
+            closeables.append(self.shared_rules)  # its inbox and the shared alert store
+        elif self.alert_store is not None:
+            closeables.append(self.alert_store)
+        if self.registry is not None:
+            closeables.append(self.registry)
         for closeable in closeables:
             try:
                 closeable.close()
@@ -426,6 +464,8 @@ class Collector:
         """Stop the ticker, let queued notifications go out (bounded), flush our publishes."""
         if self.rules is not None:
             self.rules.stop()
+        if self.shared_rules is not None:
+            self.shared_rules.stop()  # releases the leader lock: another collector takes over
         if self.notifier is not None:
             if not self.notifier.wait_idle(NOTIFY_DRAIN_S):
                 log.warning("stopping with notifications still queued or retrying")
@@ -448,6 +488,7 @@ class Collector:
             c = dict(self._counts)
             in_flight = self._in_flight
             down = self._down_since is not None
+        shared = self.shared_rules
         return CollectorStats(
             connected=self._connected.is_set(),
             received=c["received"],
@@ -460,12 +501,20 @@ class Collector:
             in_flight=in_flight,
             holding=in_flight if down else 0,
             acked=c["acked"],
-            rules=self.rules is not None,
-            open_alerts=self.rules.open_alert_count() if self.rules is not None else 0,
+            rules=self.rules is not None or shared is not None,
+            open_alerts=self._open_alerts(),
             notified=self._deliveries.sent if self._deliveries is not None else 0,
             notify_failed=self._deliveries.failed if self._deliveries is not None else 0,
             rules_errors=c["rules_errors"],
+            rules_leader=None if shared is None else shared.leading,
         )
+
+    def _open_alerts(self) -> int:
+        if self.rules is not None:
+            return self.rules.open_alert_count()
+        if self.shared_rules is not None:
+            return self.shared_rules.open_alert_count()
+        return 0
 
     def health(self) -> dict[str, Any]:
         """Stats plus how long the database has been down and the dead letters per reason."""
@@ -503,9 +552,17 @@ class Collector:
     def _handle_until_done(self, item: Inbound) -> bool:
         """Process one message, retrying while storage is unavailable. False if aborted."""
         delay = BACKOFF_START_S
+        # shared rules: inputs stored (and deduped) but not yet in the inbox survive retries
+        todo: list[InboxEntry] = []
+        handled = False
         while True:
             try:
-                self._handle(item)
+                if not handled:
+                    self._handle(item, todo)
+                    handled = True
+                if todo and self.shared_rules is not None:
+                    self.shared_rules.inbox.append(todo)
+                todo.clear()
             except StorageUnavailable as exc:
                 self._storage_down(exc)
                 if self._abort.wait(delay):
@@ -555,10 +612,13 @@ class Collector:
         self.dead_letters.add(topic=topic, gw=gw, reason=reason, detail=detail, payload=payload)
         self._count(dead_letters=1)
 
-    def _handle(self, item: Inbound) -> None:
-        """Store or park one message. Idempotent: it may run again after StorageUnavailable."""
+    def _handle(self, item: Inbound, todo: list[InboxEntry] | None = None) -> None:
+        """Store or park one message. Idempotent: it may run again after StorageUnavailable.
+
+        With shared rules the rule inputs go to ``todo`` (for the inbox) as soon as the dedup
+        filter has them, so a retry after a later failure still delivers them."""
         if mqtt.topic_matches_sub(wire.STATUS_FILTER, item.topic):
-            self._handle_status(item)
+            self._handle_status(item, todo)
             return
         try:
             gw, _stream = wire.parse_up_topic(item.topic)
@@ -574,6 +634,10 @@ class Collector:
         refused = self._write(gw, new)
         stored = [r for r in new if r.seq not in refused]
         self.dedup.commit(gw, new)  # refused ones too: a redelivery must not park them twice
+        if todo is not None and self.shared_rules is not None:
+            from collector.rules_shared import InboxEntry
+
+            todo.extend(InboxEntry(gw, record=r) for r in stored)
         for record in new:
             if record.seq in refused:
                 payload = json.dumps(record.to_dict(), default=str).encode()
@@ -611,7 +675,7 @@ class Collector:
                 refused[r.seq] = exc.one_line()
         return refused
 
-    def _handle_status(self, item: Inbound) -> None:
+    def _handle_status(self, item: Inbound, todo: list[InboxEntry] | None = None) -> None:
         try:
             gw = wire.parse_status_topic(item.topic)
             status = wire.decode_status(item.payload)
@@ -619,6 +683,10 @@ class Collector:
             self._park(item.topic, None, dl.BAD_STATUS, exc.one_line(), item.payload)
             return
         self.status_book.record(gw, status)
+        if todo is not None and self.shared_rules is not None:
+            from collector.rules_shared import InboxEntry
+
+            todo.append(InboxEntry(gw, status=str(status.get("state"))))
         if self.rules is not None:
             rules, state = self.rules, str(status.get("state"))
             self._rules_step("status", lambda: rules.on_status(gw, state))

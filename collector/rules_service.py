@@ -41,7 +41,7 @@ from collector.alerts.lifecycle import (
     Publish,
 )
 from collector.alerts.notifier import Message
-from collector.alerts.store import AlertStore, Delivery, PendingAction
+from collector.alerts.store import AlertStore, Delivery, PendingAction, StoreTx
 from collector.derived import (
     alert_event_point,
     gateway_state_point,
@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 
 # publish(topic, payload, qos, retain): the collector's MQTT client
 PublishFn = Callable[[str, bytes, int, bool], None]
+# runs inside a step's save transaction (``AlertStore.record_step(within=...)``)
+StepHook = Callable[[StoreTx], None]
 SCHOOL_NOTICES = {"school_arrival": "arrival", "school_departure": "departure"}
 REGISTRY_POLL_MS = 1000
 MAX_LATENCY_PENDING = 1000
@@ -160,8 +162,11 @@ class RulesService:
 
     # --- inputs -------------------------------------------------------------------------
 
-    def handle(self, gw: str, records: Iterable[Record]) -> None:
+    def handle(self, gw: str, records: Iterable[Record], *, within: StepHook | None = None) -> None:
         """Records of ``gw`` that were durably written; runs the rules on each.
+
+        ``within`` runs inside the step's save transaction (the shared rules leader marks its
+        inbox rows consumed there, collector/rules_shared.py).
 
         A ``health`` record also writes the gateway's ``gateway_state`` point (online), when
         the registry knows the gateway: the city map shows where it is and that it is up.
@@ -175,7 +180,7 @@ class RulesService:
                 work.append((self.engine.handle(gw, record, now, reg), record.ts))
                 if record.kind == "health":
                     health_ts.append(record.ts)
-            self._step(work, now, reg)
+            self._step(work, now, reg, within=within)
             gateway = reg.gateway(gw) if health_ts else None
             if gateway is not None:
                 self._write([gateway_state_point(gateway, True, max(health_ts))])
@@ -185,7 +190,7 @@ class RulesService:
         with self._lock:
             return len(self.book.open_alerts())
 
-    def on_status(self, gw: str, state: str) -> None:
+    def on_status(self, gw: str, state: str, *, within: StepHook | None = None) -> None:
         """The retained status of ``gw`` changed (``online``/``offline``)."""
         with self._lock:
             now = self._now_ms()
@@ -194,7 +199,7 @@ class RulesService:
             gateway = reg.gateway(gw)
             if gateway is not None and state in ("online", "offline"):
                 self._write([gateway_state_point(gateway, state == "online", now)])
-            self._step([(actions, now)], now, reg)
+            self._step([(actions, now)], now, reg, within=within)
 
     def tick(self) -> None:
         """Timers, escalations and ack/resolve requests from the CLI; call every second."""
@@ -290,6 +295,7 @@ class RulesService:
         effects: Sequence[tuple[Effect, int]] = (),
         *,
         heartbeat: bool = False,
+        within: StepHook | None = None,
     ) -> None:
         """Apply actions to the book, save the state with the events, then carry out."""
         all_effects: list[tuple[Effect, int]] = list(effects)
@@ -307,6 +313,7 @@ class RulesService:
             engine_state=None if engine_state == self._saved[0] else engine_state,
             book_state=None if book_state == self._saved[1] else book_state,
             heartbeat_ms=now if heartbeat else None,
+            within=within,
         )
         self._saved = (engine_state, book_state)
         points: list[Point] = []

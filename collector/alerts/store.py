@@ -1,8 +1,10 @@
-"""The alert store: alert history, delivery log and the rule engine's state, in SQLite.
+"""The alert store: alert history, delivery log and the rule engine's state.
 
-It lives in the collector state database (beside dedup and dead letters). Plain portable SQL
-(TEXT/INTEGER columns, JSON as text, ``INSERT ... ON CONFLICT``) in the spirit of
-``collector/registry/schema.py``.
+It lives in the collector state database (SQLite, beside dedup and dead letters) or, when
+several collectors share the rules (``rules_state.url``, docs/collector.md), in PostgreSQL.
+Plain portable SQL (TEXT/INTEGER columns, JSON as text, ``INSERT ... ON CONFLICT``) in the
+spirit of ``collector/registry/schema.py``; the few differences come from the registry's
+``DIALECTS`` table (placeholders, 64-bit integers) plus ``_PG_IDENTITY`` below.
 
 Tables:
 
@@ -20,7 +22,9 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -31,6 +35,7 @@ from typing import Any, Final, Literal
 
 from collector.alerts.lifecycle import AlertBook, PublicAlert, Publish
 from collector.dedup import open_state_db
+from collector.registry.store import DIALECTS, Dialect, _connect, _Connection
 from shouhu.exceptions import ShouhuError, StorageError, StorageUnavailable
 
 SCHEMA: Final = """
@@ -98,6 +103,25 @@ HEARTBEAT: Final = "heartbeat"
 ALIVE_MS: Final = 10_000
 
 PendingKind = Literal["ack", "resolve"]
+SCHEMA_LOCK_KEY: Final = 0x5348_414C  # "SHAL": one collector at a time creates the tables
+# PostgreSQL spells SQLite's auto-numbered key differently (applied before INTEGER -> BIGINT)
+_PG_IDENTITY: Final = (r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b", "BIGSERIAL PRIMARY KEY")
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class StoreTx:
+    """One open transaction: ``execute`` takes our ``?`` SQL and returns the driver's cursor."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._cursor.execute(self.dialect.sql(sql), tuple(params))
+        return self._cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,20 +202,52 @@ class AlertDetail:
 class AlertStore:
     """The alert tables behind one lock; every method is one transaction."""
 
-    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        guard: Callable[[StoreTx], None] | None = None,
+    ) -> None:
+        """``path``: a SQLite file or a ``postgresql://`` URL. ``guard`` runs first in every
+        ``record_step`` transaction and may raise to refuse it (the shared rules leader's fence).
+        """
         self.path = path
         self._clock = clock
+        self._guard = guard
         self._lock = threading.RLock()
-        self._db = open_state_db(path)
+        self._c = self._open()
         try:
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+            with self._tx(write=True) as tx:
+                if self._c.dialect.name == "postgresql":  # collectors starting together
+                    tx.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        tx.execute(self._ddl(statement))
+        except StorageError as exc:
+            self.close()
             raise StorageUnavailable(f"cannot create the alert tables in {path}: {exc}") from exc
 
+    def _open(self) -> _Connection:
+        if is_postgres_url(self.path):
+            return _connect(self.path)
+        db = open_state_db(self.path)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the alert store {self.path}: {exc}") from exc
+        return _Connection(
+            db, DIALECTS["sqlite"], (sqlite3.IntegrityError,), (sqlite3.OperationalError,)
+        )
+
+    def _ddl(self, statement: str) -> str:
+        if self._c.dialect.name == "postgresql":
+            statement = re.sub(*_PG_IDENTITY, statement)
+        return self._c.dialect.ddl(statement)
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._lock, contextlib.suppress(*self._c.unavailable_errors):
+            self._c.conn.close()
 
     def __enter__(self) -> AlertStore:
         return self
@@ -203,20 +259,39 @@ class AlertStore:
         return int(self._clock() * 1000)
 
     @contextmanager
-    def _tx(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, write: bool) -> Iterator[StoreTx]:
+        """One transaction; a PostgreSQL connection the server dropped is replaced first."""
         with self._lock:
+            refused: tuple[type[BaseException], ...] = (sqlite3.Error, *self._c.integrity_errors)
             try:
-                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if self._c.broken:
+                    with contextlib.suppress(*self._c.unavailable_errors):
+                        self._c.conn.close()
+                    self._c = self._open()
+                sqlite = self._c.dialect.name == "sqlite"
+                cursor = self._c.conn.cursor()
+                cursor.execute("BEGIN IMMEDIATE" if write and sqlite else "BEGIN")
                 try:
-                    yield self._db
-                    self._db.execute("COMMIT")
+                    yield StoreTx(cursor, self._c.dialect)
+                    cursor.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(*self._c.unavailable_errors):
+                        cursor.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError as exc:
-                raise StorageUnavailable(f"alert store {self.path}: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StorageError(f"alert store {self.path}: {exc}") from exc
+            except self._c.unavailable_errors as exc:
+                raise StorageUnavailable(f"alert store {self._where()}: {exc}") from exc
+            except refused as exc:
+                raise StorageError(f"alert store {self._where()}: {exc}") from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg"):  # any other driver error
+                    raise StorageError(f"alert store {self._where()}: {exc}") from exc
+                raise
+
+    def _where(self) -> str:
+        """The path, or the URL without its password (it goes into logs)."""
+        if not is_postgres_url(self.path):
+            return self.path
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.path)
 
     # --- one step of the rules service --------------------------------------------------
 
@@ -227,10 +302,18 @@ class AlertStore:
         engine_state: Mapping[str, Any] | None = None,
         book_state: Mapping[str, Any] | None = None,
         heartbeat_ms: int | None = None,
+        within: Callable[[StoreTx], None] | None = None,
     ) -> None:
-        """Store a step's alert events and the state after it, all or nothing."""
+        """Store a step's alert events and the state after it, all or nothing.
+
+        ``within`` runs in the same transaction (the shared rules leader marks the inbox rows
+        the step consumed)."""
         now = self._now_ms()
         with self._tx(write=True) as db:
+            if self._guard is not None:
+                self._guard(db)
+            if within is not None:
+                within(db)
             for p in publishes:
                 _store_event(db, p.payload)
             blobs = {ENGINE: engine_state, BOOK: book_state}
@@ -353,12 +436,12 @@ class AlertStore:
     def request(self, action: PendingKind, alert_id: str, by: str, reason: str = "") -> int:
         """Queue an ack/resolve for the running collector; returns the request id."""
         with self._tx(write=True) as db:
-            cur = db.execute(
+            row = db.execute(
                 "INSERT INTO pending_actions (action, alert_id, by, reason, requested_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (action, alert_id, by, reason, self._now_ms()),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(row[0])
 
     def pending(self) -> list[PendingAction]:
         """Requests not yet applied, oldest first."""
@@ -438,7 +521,7 @@ def _delivery(r: Sequence[Any]) -> Delivery:
     return Delivery(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6]), r[7], int(r[8]), r[9])
 
 
-def _put_state(db: sqlite3.Connection, name: str, body: str, now_ms: int) -> None:
+def _put_state(db: StoreTx, name: str, body: str, now_ms: int) -> None:
     db.execute(
         "INSERT INTO engine_state (name, body, saved_ms) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET body = excluded.body, saved_ms = excluded.saved_ms",
@@ -446,7 +529,7 @@ def _put_state(db: sqlite3.Connection, name: str, body: str, now_ms: int) -> Non
     )
 
 
-def _store_event(db: sqlite3.Connection, p: PublicAlert) -> None:
+def _store_event(db: StoreTx, p: PublicAlert) -> None:
     """One transition: history row plus the alert's latest public state."""
     db.execute(
         "INSERT INTO alert_events (alert_id, kind, key, state, at_ms, actor, detail)"
