@@ -96,7 +96,8 @@ class InboxRow:
     body: str
 
 
-def _connect(url: str) -> Any:
+def _connect_autocommit(url: str) -> Any:
+    """A psycopg connection in autocommit mode (the advisory lock lives on its session)."""
     import psycopg
 
     try:
@@ -135,7 +136,7 @@ class RuleInbox:
         self.url = url
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn: Any = _connect(url)
+        self._conn: Any = _connect_autocommit(url)
         create_tables(self._conn)
 
     def append(self, entries: Sequence[InboxEntry]) -> None:
@@ -154,7 +155,7 @@ class RuleInbox:
             if self._conn.broken:  # the server dropped us: a new connection for this try
                 with contextlib.suppress(Exception):
                     self._conn.close()
-                self._conn = _connect(self.url)
+                self._conn = _connect_autocommit(self.url)
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO rule_inbox (gw, kind, seq, ts, body, added_ms)"
@@ -269,7 +270,7 @@ class SharedRules:
         """Take the lock if it is free; then bump the epoch and load the saved state."""
         if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.broken:
             self._close_lock_conn()
-            self._lock_conn = _connect(self.url)
+            self._lock_conn = _connect_autocommit(self.url)
         with _translated("cannot take the rules leader lock"):
             row = self._lock_conn.execute(
                 "SELECT pg_try_advisory_lock(%s)", (RULES_LEADER_LOCK_KEY,)

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal
 
 from collector.alerts.lifecycle import AlertBook, PublicAlert, Publish
 from collector.dedup import open_state_db
-from collector.registry.store import DIALECTS, Dialect, _connect, _Connection
+from collector.registry.store import DIALECTS, DbConnection, Dialect, connect_db
 from shouhu.exceptions import ShouhuError, StorageError, StorageUnavailable
 
 SCHEMA: Final = """
@@ -228,15 +228,15 @@ class AlertStore:
             self.close()
             raise StorageUnavailable(f"cannot create the alert tables in {path}: {exc}") from exc
 
-    def _open(self) -> _Connection:
+    def _open(self) -> DbConnection:
         if is_postgres_url(self.path):
-            return _connect(self.path)
+            return connect_db(self.path)
         db = open_state_db(self.path)
         try:
             db.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open the alert store {self.path}: {exc}") from exc
-        return _Connection(
+        return DbConnection(
             db, DIALECTS["sqlite"], (sqlite3.IntegrityError,), (sqlite3.OperationalError,)
         )
 

@@ -234,7 +234,7 @@ DIALECTS: Final[dict[str, Dialect]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class _Connection:
+class DbConnection:
     conn: Any  # a DB-API connection in autocommit mode; we issue BEGIN/COMMIT ourselves
     dialect: Dialect
     integrity_errors: tuple[type[BaseException], ...]  # the data is at fault
@@ -254,7 +254,7 @@ def _sqlite_path(url: str) -> str:
     return url
 
 
-def _connect(url: str) -> _Connection:
+def connect_db(url: str) -> DbConnection:
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg
@@ -267,7 +267,7 @@ def _connect(url: str) -> _Connection:
             pg_conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"cannot reach the registry database: {exc}") from exc
-        return _Connection(
+        return DbConnection(
             pg_conn,
             DIALECTS["postgresql"],
             # DataError: text with a NUL byte, a number out of range: the value is at fault
@@ -287,7 +287,7 @@ def _connect(url: str) -> _Connection:
             f"cannot open the registry database {path!r}: {exc}",
             hint="check the --db path (or SHOUHU_REGISTRY) and its permissions",
         ) from exc
-    return _Connection(
+    return DbConnection(
         conn, DIALECTS["sqlite"], (sqlite3.IntegrityError,), (sqlite3.OperationalError,)
     )
 
@@ -344,7 +344,7 @@ class RegistryStore:
         self.url = str(url)
         self._clock = clock
         self._lock = threading.RLock()
-        self._c = _connect(self.url)
+        self._c = connect_db(self.url)
         self._migrate()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -409,7 +409,7 @@ class RegistryStore:
             if self._c.broken:
                 with contextlib.suppress(*self._c.unavailable_errors):
                     self._c.conn.close()
-                self._c = _connect(self.url)
+                self._c = connect_db(self.url)
             dialect = self._c.dialect
             cursor = self._c.conn.cursor()
             for statement in dialect.begin_write if write else (dialect.begin_read,):
