@@ -40,7 +40,7 @@ from collector.config import parse_config as parse_collector_config
 from collector.domain import Contact, Gateway, Household, SmokeAlarm
 from collector.ingest import Collector
 from collector.registry.store import RegistryStore
-from collector.writers.sqlite import SqliteWriter
+from collector.writers.sqlite import SqliteWriter, percentile
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config as parse_gateway_config
 from shouhu.demo_city import rflink_line
@@ -81,15 +81,6 @@ class Mosquitto:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
-
-
-def percentile(values: list[int], p: float) -> int | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
 
 
 def households(n: int, url: str) -> list[Any]:
@@ -217,8 +208,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "background_frames_per_s": round((f1 - f0) / elapsed),
         "background_frames_dropped": dropped,
         "records_stored_per_s": round((s1 - s0) / elapsed),
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p99_ms": percentile(latencies, 99),
+        "latency_p50_ms": percentile(sorted(latencies), 50),
+        "latency_p99_ms": percentile(sorted(latencies), 99),
         "latency_max_ms": max(latencies) if latencies else None,
         "latencies_ms": latencies,
     }

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
-from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from collector.alerts.lifecycle import LifecycleConfig
 from collector.rules.engine import EngineConfig
+from shouhu.broker_url import parse_broker_url
 from shouhu.exceptions import ConfigError
 
 WRITER_KINDS: Final = ("sqlite", "influx-v2", "influx-v1")
@@ -102,27 +102,6 @@ class CollectorConfig:
     rules: RulesConfig | None = None  # None: ingest only, no registry, no alerts
 
 
-def parse_broker_url(
-    url: str, *, field_name: str = "broker.url", source: str | None = None
-) -> tuple[str, int, bool, str | None, str | None]:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` → (host, port, tls, user, password)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"not a URL: {url!r}", field=field_name, source=source) from exc
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-        raise ConfigError(
-            f"expected mqtt://host:port or mqtts://host:port, got {url!r}",
-            field=field_name,
-            source=source,
-        )
-    tls = parts.scheme in ("mqtts", "ssl")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
-
-
 def _mapping(doc: Mapping[str, Any], key: str, source: str | None) -> Mapping[str, Any]:
     value = doc.get(key, {})
     if value is None:
@@ -169,9 +148,10 @@ def _parse_broker(section: Mapping[str, Any], source: str | None) -> BrokerConfi
     url = section.get("url", "mqtt://127.0.0.1:1883")
     if not isinstance(url, str):
         raise ConfigError("must be a string", field="broker.url", source=source)
-    host, port, tls, user, password = parse_broker_url(url, source=source)
-    user = _opt_str(section, "username", "broker", source) or user
-    password = _opt_str(section, "password", "broker", source) or password
+    address = parse_broker_url(url, source=source)
+    host, port, tls = address.host, address.port, address.tls
+    user = _opt_str(section, "username", "broker", source) or address.username
+    password = _opt_str(section, "password", "broker", source) or address.password
     ca_file = _opt_str(section, "ca_file", "broker", source)
     if ca_file is not None and not Path(ca_file).is_file():
         raise ConfigError(f"no such file {ca_file!r}", field="broker.ca_file", source=source)

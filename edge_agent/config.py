@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
-from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from edge_agent.sources.base import SOURCES
 from shouhu import wire
+from shouhu.broker_url import parse_broker_url
 from shouhu.exceptions import ConfigError
 
 SOURCE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -202,22 +202,12 @@ def _parse_broker(check: _Check, doc: Mapping[str, Any]) -> BrokerConfig:
         raise check.fail("broker.url", "required field is missing", hint="e.g. mqtts://host:8883")
     if not isinstance(url, str) or not url.startswith(("mqtt://", "mqtts://")):
         raise check.fail("broker.url", "must start with mqtt:// or mqtts://")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise check.fail("broker.url", f"not a valid URL: {exc}") from exc
-    if not parts.hostname:
-        raise check.fail("broker.url", f"has no host: {url!r}")
-    if parts.path not in ("", "/") or parts.query:
+    address = parse_broker_url(url, source=check.source)
+    if address.path not in ("", "/") or address.query:
         raise check.fail("broker.url", f"must be scheme://host[:port] only, got {url!r}")
-    tls = parts.scheme == "mqtts"
-    username = check.string(section, "username", "broker") or (
-        unquote(parts.username) if parts.username else None
-    )
-    password = check.string(section, "password", "broker") or (
-        unquote(parts.password) if parts.password else None
-    )
+    tls = address.tls
+    username = check.string(section, "username", "broker") or address.username
+    password = check.string(section, "password", "broker") or address.password
     password_file = check.file(section, "password_file", "broker")
     if password_file is not None:
         if "password" in section:
@@ -246,8 +236,8 @@ def _parse_broker(check: _Check, doc: Mapping[str, Any]) -> BrokerConfig:
         raise check.fail("broker.protocol", f"must be 3.1.1 or 5, got {section['protocol']!r}")
     return BrokerConfig(
         url=url,
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
+        host=address.host,
+        port=address.port,
         tls=tls,
         username=username,
         password=password,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from shouhu.broker_url import parse_broker_url
 from shouhu.exceptions import BrokerError, ConfigError
 
 
@@ -22,9 +23,9 @@ def publish_retained(
     timeout_s: float = 10.0,
 ) -> None:
     """QoS 1, retained; raises BrokerError unless every message was acknowledged in time."""
-    from collector.config import parse_broker_url
-
-    host, port, tls, url_user, url_password = parse_broker_url(broker_url, field_name="--broker")
+    address = parse_broker_url(broker_url, field_name="--broker")
+    host, port, tls = address.host, address.port, address.tls
+    url_user, url_password = address.username, address.password
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
     if username or url_user:
         client.username_pw_set(username or url_user, password or url_password)

@@ -429,6 +429,20 @@ def _contact(r: _Row) -> OwnedContact:
     return OwnedContact(owner_kind, owner_id, contact)
 
 
+# kind -> row parser (students also need the card hash key: see ``parse_rows``)
+ROW_PARSERS: dict[str, Callable[[_Row], Entity]] = {
+    "gateways": _gateway,
+    "households": _household,
+    "alarms": _alarm,
+    "wearers": _wearer,
+    "aeds": _aed,
+    "boxes": _box,
+    "routes": _route,
+    "schools": _school,
+    "contacts": _contact,
+}
+
+
 def parse_rows(
     kind: str,
     header: Sequence[str],
@@ -468,27 +482,7 @@ def parse_rows(
         r = _Row(cells, line, source, known)
         if None in cells:  # csv.DictReader puts surplus cells under None
             r.error("", "more cells than columns")
-        value: Entity
-        if kind == "gateways":
-            value = _gateway(r)
-        elif kind == "households":
-            value = _household(r)
-        elif kind == "alarms":
-            value = _alarm(r)
-        elif kind == "wearers":
-            value = _wearer(r)
-        elif kind == "aeds":
-            value = _aed(r)
-        elif kind == "boxes":
-            value = _box(r)
-        elif kind == "routes":
-            value = _route(r)
-        elif kind == "schools":
-            value = _school(r)
-        elif kind == "students":
-            value = _student(r, card_hash_key)
-        else:
-            value = _contact(r)
+        value: Entity = _student(r, card_hash_key) if kind == "students" else ROW_PARSERS[kind](r)
         key = key_of(value)
         key_column = KINDS[kind].key
         if key in first_line:
